@@ -1,0 +1,94 @@
+"""Converter registry: model type → function that emits Graph IR.
+
+A converter is ``convert(model, x, ctx) -> dict`` mapping output kinds
+(``"label"``, ``"probabilities"``, ``"decision"``, ``"output"``,
+``"transform"``, ...) to value names it added through ``ctx.builder``. Keys
+are ``"<top-level package>.<class name>"`` (``"sklearn.Ridge"``), so lookup
+needs no framework import and subclasses find their parent's converter
+through the MRO. Converter modules import their framework lazily, inside the
+converter, and register themselves at their bottom.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..format.errors import UnsupportedModelError
+from ..format.graph import GraphBuilder
+
+__all__ = ["ExportContext", "Converter", "register_converter", "find_converter", "supported_models", "model_key"]
+
+Converter = Callable[[Any, str, "ExportContext"], dict]
+_CONVERTERS: dict[str, Converter] = {}
+#: Modules that register converters; imported on first lookup.
+_MODULES = (
+    "sklearn_linear",
+    "sklearn_tree",
+    "sklearn_neural",
+    "sklearn_preprocessing",
+    "sklearn_compose",
+)
+_loaded = False
+
+
+@dataclass
+class ExportContext:
+    """State shared by the converters of one export.
+
+    ``classes`` is set by the converter of the final classifier; ``options``
+    holds export options (e.g. ``training_data``).
+    """
+
+    builder: GraphBuilder
+    options: dict = field(default_factory=dict)
+    classes: np.ndarray | None = None
+
+    def convert(self, model: Any, x: str) -> dict:
+        """Convert a nested model (a pipeline step, a base estimator) applied to value ``x``."""
+        return find_converter(model)(model, x, self)
+
+
+def model_key(model_or_type: Any) -> str:
+    cls = model_or_type if isinstance(model_or_type, type) else type(model_or_type)
+    return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+
+
+def register_converter(key: str, converter: Converter, *, replace: bool = False) -> Converter:
+    """Register ``converter`` for models whose :func:`model_key` is ``key``."""
+    if converter is None or not callable(converter):
+        raise TypeError(f"converter for {key!r} must be callable, got {converter!r}")
+    if key in _CONVERTERS and not replace:
+        raise ValueError(f"a converter for {key!r} is already registered; pass replace=True to override it")
+    _CONVERTERS[key] = converter
+    return converter
+
+
+def supported_models() -> list[str]:
+    """Keys of every registered converter, sorted."""
+    _load()
+    return sorted(_CONVERTERS)
+
+
+def find_converter(model: Any) -> Converter:
+    """The converter for ``model`` (or one of its base classes)."""
+    _load()
+    for cls in type(model).__mro__:
+        conv = _CONVERTERS.get(model_key(cls))
+        if conv is not None:
+            return conv
+    raise UnsupportedModelError(
+        f"{model_key(model)} is not supported ({len(_CONVERTERS)} converters registered). "
+        f"Supported: {', '.join(sorted(_CONVERTERS))}"
+    )
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for name in _MODULES:
+            importlib.import_module(f"{__package__}.{name}")

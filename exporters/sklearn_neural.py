@@ -1,0 +1,46 @@
+"""scikit-learn multi-layer perceptrons."""
+
+from __future__ import annotations
+
+from ..format.errors import UnsupportedModelError
+from ._common import classifier_from_proba, linear, set_classes
+from .registry import ExportContext, register_converter
+
+_ACTIVATIONS = {"identity": "Identity", "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+
+
+def _forward(model, x: str, ctx: ExportContext) -> str:
+    """Hidden layers with ``activation``, output layer without its activation."""
+    h = x
+    layers = list(zip(model.coefs_, model.intercepts_))
+    for i, (w, bias) in enumerate(layers):
+        h = linear(ctx, h, w.T, bias, hint=f"mlp.layer{i}")
+        if i < len(layers) - 1:
+            h = ctx.builder.op(_ACTIVATIONS[model.activation], h)
+    return h
+
+
+def convert_mlp_classifier(model, x: str, ctx: ExportContext) -> dict:
+    """MLPClassifier: softmax for multiclass; logistic [1-p, p] and ``p > 0.5`` for binary."""
+    b = ctx.builder
+    if model.out_activation_ not in ("logistic", "softmax") or (model.out_activation_ == "logistic" and model.n_outputs_ != 1):
+        raise UnsupportedModelError("multilabel MLPClassifier is not supported; binary and multiclass are")
+    set_classes(ctx, model.classes_)
+    z = _forward(model, x, ctx)
+    if model.out_activation_ == "softmax":
+        return classifier_from_proba(ctx, b.op("Softmax", z))
+    p = b.op("Sigmoid", b.op("Squeeze", z, axis=1))
+    proba = b.op("TwoClassProba", p)
+    return {"probabilities": proba, "label": b.op("Greater", p, threshold=0.5), "log_probabilities": b.op("Log", proba)}
+
+
+def convert_mlp_regressor(model, x: str, ctx: ExportContext) -> dict:
+    """MLPRegressor: identity output, raveled for one target."""
+    y = _forward(model, x, ctx)
+    if model.n_outputs_ == 1:
+        y = ctx.builder.op("Squeeze", y, axis=1)
+    return {"output": y}
+
+
+register_converter("sklearn.MLPClassifier", convert_mlp_classifier)
+register_converter("sklearn.MLPRegressor", convert_mlp_regressor)

@@ -1,0 +1,138 @@
+"""Core tensor ops: arithmetic, matmul, activations, heads.
+
+Every rule computes in the dtype of its inputs (float32 for models exported
+by mlejax). Matrix products use full float32 precision on every backend, so
+GPUs do not silently drop to TF32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ..format.graph import Node
+from .registry import register_rule
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@register_rule("MatMulAdd")
+def _matmul_add(node: Node, x, w, b=None):
+    """``x @ w + b``; ``w`` is [in, out]."""
+    y = jnp.matmul(x, w, precision=_HIGHEST)
+    return y if b is None else y + b
+
+
+@register_rule("MatMul")
+def _matmul(node: Node, a, b):
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def _binary(fn):
+    def rule(node: Node, a, b):
+        return fn(a, b)
+
+    return rule
+
+
+for _name, _fn in {
+    "Add": jnp.add,
+    "Sub": jnp.subtract,
+    "Mul": jnp.multiply,
+    "Div": jnp.divide,
+    "Max": jnp.maximum,
+    "Min": jnp.minimum,
+    "Pow": jnp.power,
+}.items():
+    register_rule(_name)(_binary(_fn))
+
+
+def _unary(fn):
+    def rule(node: Node, x):
+        return fn(x)
+
+    return rule
+
+
+for _name, _fn in {
+    "Identity": lambda x: x,
+    "Relu": jax.nn.relu,
+    "Tanh": jnp.tanh,
+    "Sigmoid": jax.nn.sigmoid,
+    "Exp": jnp.exp,
+    "Log": jnp.log,
+    "Sqrt": jnp.sqrt,
+    "Abs": jnp.abs,
+    "Neg": jnp.negative,
+    "IsNaN": jnp.isnan,
+}.items():
+    register_rule(_name)(_unary(_fn))
+
+
+@register_rule("Softmax")
+def _softmax(node: Node, x):
+    return jax.nn.softmax(x, axis=node.attrs.get("axis", -1))
+
+
+@register_rule("LogSoftmax")
+def _log_softmax(node: Node, x):
+    return jax.nn.log_softmax(x, axis=node.attrs.get("axis", -1))
+
+
+@register_rule("ArgMax")
+def _argmax(node: Node, x):
+    """Index of the first maximum along ``axis`` (numpy's tie rule), as int32."""
+    return jnp.argmax(x, axis=node.attrs.get("axis", -1)).astype(jnp.int32)
+
+
+@register_rule("Greater")
+def _greater(node: Node, x):
+    """``x > threshold`` as int32 (binary labels from a decision value or a probability)."""
+    return (x > node.attrs.get("threshold", 0.0)).astype(jnp.int32)
+
+
+@register_rule("TwoClassProba")
+def _two_class_proba(node: Node, p):
+    """Stack ``[1 - p, p]`` from the positive-class probability ``p`` of shape [B] or [B, 1]."""
+    p = p.reshape(p.shape[0])
+    return jnp.stack([1.0 - p, p], axis=1)
+
+
+@register_rule("NormalizeRows")
+def _normalize_rows(node: Node, x):
+    """Divide each row by its sum (``norm="l1"``, non-negative input) or L2 / max norm."""
+    norm = node.attrs.get("norm", "l1")
+    if norm == "l1":
+        d = jnp.sum(jnp.abs(x), axis=1, keepdims=True)
+    elif norm == "l2":
+        d = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
+    else:
+        d = jnp.max(jnp.abs(x), axis=1, keepdims=True)
+    return x / jnp.where(d == 0, 1.0, d)
+
+
+@register_rule("Squeeze")
+def _squeeze(node: Node, x):
+    return jnp.squeeze(x, axis=node.attrs["axis"])
+
+
+@register_rule("Reshape")
+def _reshape(node: Node, x):
+    """Reshape keeping the batch dimension: ``shape`` excludes it."""
+    return x.reshape((x.shape[0], *node.attrs["shape"]))
+
+
+@register_rule("Concat")
+def _concat(node: Node, *xs):
+    return jnp.concatenate(xs, axis=node.attrs.get("axis", -1))
+
+
+@register_rule("Take")
+def _take(node: Node, x, indices):
+    """Select along ``axis`` (columns by default) by stored indices."""
+    return jnp.take(x, indices, axis=node.attrs.get("axis", 1))
+
+
+@register_rule("Cast")
+def _cast(node: Node, x):
+    return x.astype(node.attrs["dtype"])

@@ -1,0 +1,166 @@
+"""A graph lowered to JAX: pure functions per output, compiled per shape bucket.
+
+:func:`evaluate` interprets a :class:`~mlejax.format.graph.Graph` with JAX ops
+(it is traced once by ``jax.jit``, so the interpretation costs nothing at run
+time). :class:`Program` owns the device copies of the stored tensors and a
+cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from ..format.graph import Graph
+from .cache import enable_persistent_cache
+from .registry import check_supported, get_rule
+
+__all__ = ["evaluate", "Program", "bucket_for"]
+
+#: Largest padded batch compiled by default; bigger batches run in tiles of this size.
+DEFAULT_MAX_TILE = 1 << 16
+
+
+def evaluate(graph: Graph, params: Mapping[str, Any], inputs: Sequence[Any], outputs: Sequence[str]) -> list:
+    """Compute the named graph ``outputs`` from ``inputs`` (JAX-traceable).
+
+    Only nodes that the requested outputs depend on are evaluated.
+    """
+    env: dict[str, Any] = dict(params)
+    for info, value in zip(graph.inputs, inputs):
+        env[info.name] = value
+    wanted = {graph.outputs[o] for o in outputs}
+    needed: list = []
+    for node in reversed(graph.nodes):
+        if wanted.intersection(node.outputs):
+            needed.append(node)
+            wanted.update(node.inputs)
+    for node in reversed(needed):
+        result = get_rule(node)(node, *(env[name] for name in node.inputs))
+        if not isinstance(result, tuple):
+            result = (result,)
+        env.update(zip(node.outputs, result))
+    return [env[graph.outputs[o]] for o in outputs]
+
+
+def bucket_for(n: int, buckets: str | Sequence[int] | None, max_tile: int) -> int:
+    """The padded batch size used to run ``n`` rows (``n <= max_tile``)."""
+    if buckets is None:
+        return n
+    if buckets == "pow2":
+        return min(max(1, 1 << (n - 1).bit_length()), max_tile)
+    for b in sorted(buckets):
+        if b >= n:
+            return b
+    return n
+
+
+class Program:
+    """Compiled access to a graph on one device.
+
+    Args:
+      graph: the validated graph.
+      tensors: stored tensors by name (numpy arrays, possibly mmap views).
+      device: a ``jax.Device``, ``"cpu"``, ``"gpu"`` or ``None`` (JAX's default).
+      batch_buckets: ``"pow2"`` (default), a list of batch sizes, or ``None``
+        to compile for every exact batch size.
+      max_tile: batches above this many rows run in tiles of ``max_tile``.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        tensors: Mapping[str, np.ndarray],
+        device: Any = None,
+        batch_buckets: str | Sequence[int] | None = "pow2",
+        max_tile: int = DEFAULT_MAX_TILE,
+    ) -> None:
+        check_supported(graph)
+        self.graph = graph
+        self.device = resolve_device(device)
+        self.batch_buckets = batch_buckets
+        self.max_tile = max_tile if batch_buckets is not None else 1 << 62
+        self._host_tensors = {k: tensors[k] for k in _referenced(graph, tensors)}
+        self._params: dict[str, jax.Array] | None = None
+        self._compiled: dict[tuple, Callable] = {}
+        self._lock = threading.Lock()
+        #: seconds spent in lowering + XLA compilation, per cache key
+        self.compile_seconds: dict[tuple, float] = {}
+
+    @property
+    def params(self) -> dict[str, jax.Array]:
+        """The stored tensors on this program's device (transferred on first use)."""
+        if self._params is None:
+            self._params = {k: jax.device_put(np.asarray(v), self.device) for k, v in self._host_tensors.items()}
+        return self._params
+
+    def function(self, outputs: Sequence[str]) -> Callable:
+        """A pure function ``f(params, *inputs) -> list of outputs``."""
+        graph = self.graph
+        outputs = list(outputs)
+
+        def f(params, *inputs):
+            return evaluate(graph, params, inputs, outputs)
+
+        return f
+
+    def compiled(self, outputs: Sequence[str], shapes: Sequence[tuple], dtypes: Sequence[Any]) -> Callable:
+        """The XLA executable for these outputs and exact input shapes (cached)."""
+        key = (tuple(outputs), tuple(map(tuple, shapes)), tuple(np.dtype(d).name for d in dtypes), str(self.device))
+        exe = self._compiled.get(key)
+        if exe is None:
+            with self._lock:
+                exe = self._compiled.get(key)
+                if exe is None:
+                    enable_persistent_cache()
+                    start = time.perf_counter()
+                    specs = [jax.ShapeDtypeStruct(s, d) for s, d in zip(shapes, dtypes)]
+                    param_specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
+                    exe = jax.jit(self.function(outputs)).lower(param_specs, *specs).compile()
+                    self.compile_seconds[key] = time.perf_counter() - start
+                    self._compiled[key] = exe
+        return exe
+
+    def run(self, outputs: Sequence[str], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run on host arrays sharing a batch dimension; pads to buckets, tiles big batches."""
+        n = inputs[0].shape[0]
+        if n == 0:
+            raise ValueError("empty batch")
+        results: list[list[np.ndarray]] = []
+        for start in range(0, n, self.max_tile):
+            tile = [a[start : start + self.max_tile] for a in inputs]
+            results.append(self._run_tile(outputs, tile))
+        if len(results) == 1:
+            return results[0]
+        return [np.concatenate(parts, axis=0) for parts in zip(*results)]
+
+    def _run_tile(self, outputs: Sequence[str], tile: Sequence[np.ndarray]) -> list[np.ndarray]:
+        n = tile[0].shape[0]
+        padded = bucket_for(n, self.batch_buckets, self.max_tile)
+        if padded != n:
+            tile = [np.concatenate([a, np.zeros((padded - n, *a.shape[1:]), a.dtype)]) for a in tile]
+        exe = self.compiled(outputs, [a.shape for a in tile], [a.dtype for a in tile])
+        device_inputs = [jax.device_put(a, self.device) for a in tile]
+        out = exe(self.params, *device_inputs)
+        return [np.asarray(o)[:n] for o in out]
+
+
+def resolve_device(device: Any) -> jax.Device:
+    """``None`` → JAX's default device; ``"cpu"``/``"gpu"`` → the first such device."""
+    if device is None:
+        return jax.devices()[0]
+    if isinstance(device, str):
+        try:
+            return jax.devices(device)[0]
+        except RuntimeError as exc:
+            raise ValueError(f"no {device!r} device available to JAX ({exc}); present: {jax.devices()}") from None
+    return device
+
+
+def _referenced(graph: Graph, tensors: Mapping[str, np.ndarray]) -> list[str]:
+    names = {name for node in graph.nodes for name in node.inputs}
+    return sorted(n for n in names if n in tensors)

@@ -1,0 +1,54 @@
+"""``inspect_model``: what a ``.mle`` file holds, without compiling it."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from .format import read_mle
+from .format.graph import Graph
+from .lowering import registered_ops
+
+__all__ = ["inspect_model"]
+
+
+def inspect_model(path: str | os.PathLike) -> dict:
+    """Metadata, inputs, outputs, op counts, tensor sizes and recommendations of a ``.mle`` file."""
+    with read_mle(os.fspath(path)) as f:
+        graph = Graph.from_dict(f.graph, set(f.tensors))
+        tensors = [
+            {"name": name, "dtype": str(a.dtype), "shape": list(a.shape), "nbytes": int(a.nbytes)}
+            for name, a in f.tensors.items()
+        ]
+        sections = [
+            {"kind": s.kind, "stored_bytes": s.length, "raw_bytes": s.raw_length, "compressed": s.compressed}
+            for s in f.sections
+        ]
+        info = {
+            "path": os.fspath(path),
+            "file_size_bytes": f.file_size,
+            "format_version": f.format_version,
+            "metadata": f.metadata,
+            "inputs": [{"name": i.name, "dtype": i.dtype, "shape": list(i.shape)} for i in graph.inputs],
+            "outputs": dict(graph.outputs),
+            "ops": dict(Counter(n.op for n in graph.nodes)),
+            "sections": sections,
+            "tensors": tensors,
+            "tensor_bytes": sum(t["nbytes"] for t in tensors),
+        }
+    info["recommendations"] = _recommend(info)
+    return info
+
+
+def _recommend(info: dict) -> list[str]:
+    recs = []
+    known = registered_ops()
+    unknown = sorted(op for op in info["ops"] if op not in known)
+    if unknown:
+        recs.append(f"ops not supported by this mlejax: {unknown}; upgrade mlejax to run this file")
+    compressed = any(s["compressed"] for s in info["sections"])
+    if not compressed and info["tensor_bytes"] > 1 << 20:
+        recs.append("re-export with compression='zstd' for a smaller file (loading then copies instead of mapping)")
+    if "TreeEnsemble" in info["ops"]:
+        recs.append("pass warmup=[batch sizes] to load_model to compile ahead of the first call")
+    return recs

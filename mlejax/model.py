@@ -1,0 +1,327 @@
+"""The loaded model: validated file + lazily compiled program + sklearn-style API."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import types
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .format import read_mle
+from .format.errors import InputError, MLEFormatError
+from .format.graph import Graph, ValueInfo
+from .lowering import Program
+from .lowering.program import DEFAULT_MAX_TILE, evaluate
+
+__all__ = ["Model", "load_model", "METHOD_OUTPUTS"]
+
+#: The model methods mlejax can expose, and the graph output each one reads.
+METHOD_OUTPUTS = {
+    "predict": ("label", "output"),
+    "predict_proba": ("probabilities",),
+    "predict_log_proba": ("log_probabilities",),
+    "decision_function": ("decision",),
+    "transform": ("transform",),
+    "score_samples": ("score_samples",),
+}
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: Any = None,
+    *,
+    batch_buckets: str | Sequence[int] | None = "pow2",
+    max_tile: int = DEFAULT_MAX_TILE,
+    warmup: Sequence[int] | None = None,
+) -> "Model":
+    """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
+
+    Nothing is compiled until the first call (or ahead of time for the batch
+    sizes in ``warmup``). No pickle and no training framework is imported.
+
+    Args:
+      path: the ``.mle`` file.
+      device: ``"cpu"``, ``"gpu"``, a ``jax.Device`` or ``None`` (JAX's default).
+      batch_buckets: ``"pow2"`` pads batches to powers of two so a new batch
+        size rarely recompiles; a list of sizes; or ``None`` for exact shapes.
+      max_tile: batches above this many rows are run in tiles of this size.
+      warmup: batch sizes to compile for now, for every method.
+    """
+    mfile = read_mle(os.fspath(path))
+    model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile)
+    for n in warmup or ():
+        model.warmup(n)
+    return model
+
+
+class _Method:
+    """A model method present only when the source model had it (like sklearn's ``available_if``)."""
+
+    def __init__(self, fn: Callable) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __get__(self, obj: "Model | None", owner: type) -> Any:
+        if obj is None:
+            return self
+        if self.name not in obj.methods:
+            raise AttributeError(
+                f"this model (exported from {obj.source_estimator}) has no {self.name}(); "
+                f"it has: {', '.join(sorted(obj.methods))}"
+            )
+        return types.MethodType(self.fn, obj)
+
+
+class Model:
+    """A model loaded from a ``.mle`` file, run as compiled XLA programs.
+
+    It mirrors its source's methods (``predict``, ``predict_proba``,
+    ``predict_log_proba``, ``decision_function``, ``transform``,
+    ``score_samples``) and sklearn's attributes (``classes_``,
+    ``n_features_in_``, ``feature_names_in_``).
+    """
+
+    def __init__(self, mfile: Any, *, device: Any = None, batch_buckets: Any = "pow2", max_tile: int = DEFAULT_MAX_TILE) -> None:
+        self._file = mfile
+        self.metadata: dict = mfile.metadata
+        self.graph: Graph = Graph.from_dict(mfile.graph, set(mfile.tensors))
+        self.methods: dict[str, str] = _check_methods(self.metadata, self.graph)
+        self.classes_ = _decode_classes(self.metadata.get("classes"))
+        first = self.graph.inputs[0]
+        self.n_features_in_: int | None = first.shape[1] if len(first.shape) == 2 else None
+        if first.feature_names is not None:
+            self.feature_names_in_ = np.asarray(first.feature_names, dtype=object)
+        self.program = Program(self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile)
+
+    # --- description -----------------------------------------------------------------
+    @property
+    def source_estimator(self) -> str:
+        return str(self.metadata.get("source", {}).get("estimator", "an unknown model"))
+
+    @property
+    def outputs(self) -> list[str]:
+        """Names of every graph output, in ``run()`` order."""
+        return list(self.graph.outputs)
+
+    @property
+    def device(self) -> Any:
+        return self.program.device
+
+    def __repr__(self) -> str:
+        return f"<mlejax.Model of {self.source_estimator}: methods {sorted(self.methods)}, device {self.device}>"
+
+    # --- methods ---------------------------------------------------------------------
+    @_Method
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (mapped to ``classes_``) or regression values, as the source model's ``predict``."""
+        return self._method_output("predict", X)
+
+    @_Method
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order."""
+        return self._method_output("predict_proba", X)
+
+    @_Method
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of ``predict_proba``."""
+        return self._method_output("predict_log_proba", X)
+
+    @_Method
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Decision values / raw margins, as the source model's ``decision_function``."""
+        return self._method_output("decision_function", X)
+
+    @_Method
+    def transform(self, X: Any) -> np.ndarray:
+        """Transformed features, as the source transformer's ``transform``."""
+        return self._method_output("transform", X)
+
+    @_Method
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-row scores, as the source model's ``score_samples``."""
+        return self._method_output("score_samples", X)
+
+    def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        """Every graph output for ``inputs`` (one array per graph input), in :attr:`outputs` order.
+
+        Labels are mapped to ``classes_``.
+        """
+        arrays = self._prepare_all(inputs)
+        results = self.program.run(self.outputs, arrays)
+        return [self._to_host(name, r) for name, r in zip(self.outputs, results)]
+
+    def warmup(self, batch_size: int) -> None:
+        """Compile every method's program for ``batch_size`` rows now."""
+        arrays = [np.zeros((batch_size, *info.shape[1:]), _np_dtype(info)) for info in self.graph.inputs]
+        for output in sorted(set(self.methods.values())):
+            self.program.run([output], arrays)
+
+    def benchmark(self, inputs: Sequence[Any], num_runs: int = 50, warmup: int = 3, method: str | None = None) -> dict:
+        """Time ``method`` (default: ``predict``) on ``inputs``; return latency stats and throughput.
+
+        The first call (which compiles) is reported separately as ``first_call_ms``.
+        """
+        method = method or ("predict" if "predict" in self.methods else sorted(self.methods)[0])
+        if method not in self.methods:
+            raise ValueError(f"unknown method {method!r}; this model has {sorted(self.methods)}")
+        arrays = self._prepare_all(inputs)
+        output = [self.methods[method]]
+        start = time.perf_counter()
+        self.program.run(output, arrays)
+        first = time.perf_counter() - start
+        for _ in range(warmup):
+            self.program.run(output, arrays)
+        times = []
+        for _ in range(num_runs):
+            start = time.perf_counter()
+            self.program.run(output, arrays)
+            times.append(time.perf_counter() - start)
+        t = np.asarray(times) * 1e3
+        rows = arrays[0].shape[0]
+        return {
+            "method": method,
+            "batch_size": rows,
+            "num_runs": num_runs,
+            "first_call_ms": first * 1e3,
+            "mean_time_ms": float(t.mean()),
+            "p50_ms": float(np.percentile(t, 50)),
+            "p95_ms": float(np.percentile(t, 95)),
+            "p99_ms": float(np.percentile(t, 99)),
+            "min_ms": float(t.min()),
+            "rows_per_s": float(rows / (np.median(t) / 1e3)),
+            "device": str(self.device),
+        }
+
+    def jax_function(self, output: str | None = None) -> Callable:
+        """A pure JAX function ``f(*inputs) -> array`` for one graph output or method.
+
+        ``output`` is a graph output name (``"probabilities"``) or a method name
+        (``"predict_proba"``); default: the output of ``predict``. The stored
+        tensors are closed over, so ``f`` works under ``jax.jit``, ``jax.vmap``,
+        ``jax.grad`` and ``jax.export``. Labels come out as class indices.
+        """
+        name = output or self.methods.get("predict") or self.outputs[0]
+        name = self.methods.get(name, name)
+        if name not in self.graph.outputs:
+            raise ValueError(f"unknown output {output!r}; outputs: {self.outputs}, methods: {sorted(self.methods)}")
+        graph, params = self.graph, self.program.params
+
+        def f(*inputs):
+            return evaluate(graph, params, inputs, [name])[0]
+
+        f.__name__ = f"mlejax_{name}"
+        return f
+
+    # --- internals -------------------------------------------------------------------
+    def _method_output(self, method: str, X: Any) -> np.ndarray:
+        output = self.methods[method]
+        arrays = self._prepare_all([X])
+        return self._to_host(output, self.program.run([output], arrays)[0])
+
+    def _to_host(self, output: str, value: np.ndarray) -> np.ndarray:
+        if output == "label" and self.classes_ is not None:
+            return self.classes_[value]
+        return value
+
+    def _prepare_all(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        if not isinstance(inputs, (list, tuple)):
+            raise InputError(f"run()/benchmark() take a list of inputs (one per graph input), got {type(inputs).__name__}")
+        if len(inputs) != len(self.graph.inputs):
+            names = [i.name for i in self.graph.inputs]
+            raise InputError(f"this model takes {len(names)} input(s) {names}, got {len(inputs)}")
+        arrays = [_prepare(x, info) for x, info in zip(inputs, self.graph.inputs)]
+        n = {a.shape[0] for a in arrays}
+        if len(n) != 1:
+            raise InputError(f"all inputs must have the same number of rows, got {sorted(n)}")
+        return arrays
+
+
+def _np_dtype(info: ValueInfo) -> np.dtype:
+    return np.dtype(info.dtype)
+
+
+def _prepare(x: Any, info: ValueInfo) -> np.ndarray:
+    """Host-side checks and conversion of one input to the graph input's dtype and shape."""
+    expected_cols = info.shape[1] if len(info.shape) == 2 else None
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # pandas DataFrame, without importing pandas
+        x = _from_frame(x, info)
+    elif type(x).__module__.split(".")[0] == "torch":
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"input {info.name!r} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(
+            f"input {info.name!r} has dtype {arr.dtype}; expected numbers ({info.dtype}). "
+            "Encode string or object columns before calling the model"
+        )
+    if arr.ndim == 1 and len(info.shape) == 2:
+        raise InputError(
+            f"expected a 2D array for input {info.name!r}, got a 1D array of shape {arr.shape}; "
+            "use X.reshape(1, -1) for a single row or X.reshape(-1, 1) for a single feature"
+        )
+    if arr.ndim != len(info.shape) or tuple(arr.shape[1:]) != tuple(info.shape[1:]):
+        if expected_cols is not None and arr.ndim == 2:
+            raise InputError(f"X has {arr.shape[1]} features, but this model is expecting {expected_cols} features as input")
+        raise InputError(f"input {info.name!r}: expected shape {['batch', *info.shape[1:]]}, got {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise InputError(f"input {info.name!r} has 0 rows; at least 1 is required")
+    return np.ascontiguousarray(arr, dtype=_np_dtype(info))
+
+
+def _from_frame(frame: Any, info: ValueInfo) -> Any:
+    """Select a DataFrame's columns in the model's order, checking names."""
+    names = [str(c) for c in frame.columns]
+    if info.feature_names is None:
+        return frame.to_numpy()
+    expected = list(info.feature_names)
+    if names != expected:
+        missing = [n for n in expected if n not in names]
+        unexpected = [n for n in names if n not in expected]
+        if missing or unexpected:
+            parts = []
+            if unexpected:
+                parts.append(f"feature names unseen at fit time: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+            if missing:
+                parts.append(f"feature names seen at fit time, yet now missing: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            raise InputError("the DataFrame's columns do not match the model's: " + "; ".join(parts))
+        frame = frame[[frame.columns[names.index(n)] for n in expected]]
+    return frame.to_numpy()
+
+
+def _check_methods(metadata: dict, graph: Graph) -> dict[str, str]:
+    methods = metadata.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise MLEFormatError("metadata.methods: expected a non-empty map of method name to graph output")
+    for method, output in methods.items():
+        if method not in METHOD_OUTPUTS or output not in METHOD_OUTPUTS[method] or output not in graph.outputs:
+            raise MLEFormatError(f"metadata.methods: {method!r} -> {output!r} does not name a known method and graph output")
+    return dict(methods)
+
+
+def _decode_classes(spec: Any) -> np.ndarray | None:
+    """Class labels from metadata: ``{"dtype": numpy dtype str, "values": [...]}``."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("values"), list) or not isinstance(spec.get("dtype"), str):
+        raise MLEFormatError("metadata.classes: expected {dtype, values}")
+    dtype = spec["dtype"]
+    values = spec["values"]
+    try:
+        if dtype == "|O":
+            if not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise ValueError("object labels must be str, int, float or bool")
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+            return arr
+        np_dtype = np.dtype(dtype)
+        if np_dtype.kind not in "biufU":
+            raise ValueError(f"label dtype {dtype} is not allowed")
+        return np.asarray(values, dtype=np_dtype)
+    except (TypeError, ValueError) as exc:
+        raise MLEFormatError(f"metadata.classes: {exc}") from None
