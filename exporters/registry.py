@@ -12,6 +12,8 @@ converter, and register themselves at their bottom.
 from __future__ import annotations
 
 import importlib
+import os
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,18 +22,20 @@ import numpy as np
 from ..format.errors import UnsupportedModelError
 from ..format.graph import GraphBuilder
 
-__all__ = ["ExportContext", "Converter", "register_converter", "find_converter", "supported_models", "model_key"]
+__all__ = [
+    "ExportContext",
+    "Converter",
+    "register_converter",
+    "find_converter",
+    "supported_models",
+    "model_key",
+    "register_file_loader",
+    "load_model_file",
+]
 
 Converter = Callable[[Any, str, "ExportContext"], dict]
 _CONVERTERS: dict[str, Converter] = {}
-#: Modules that register converters; imported on first lookup.
-_MODULES = (
-    "sklearn_linear",
-    "sklearn_tree",
-    "sklearn_neural",
-    "sklearn_preprocessing",
-    "sklearn_compose",
-)
+_FILE_LOADERS: dict[str, Callable[[str], Any]] = {}
 _loaded = False
 
 
@@ -86,9 +90,35 @@ def find_converter(model: Any) -> Converter:
     )
 
 
+def register_file_loader(suffix: str, loader: Callable[[str], Any]) -> None:
+    """Register ``loader(path) -> model`` for saved model files ending in ``suffix`` (``".ubj"``).
+
+    Loaders read the framework's own non-pickle file format.
+    """
+    suffix = suffix.lower()
+    if suffix in _FILE_LOADERS:
+        raise ValueError(f"a file loader for {suffix!r} is already registered")
+    _FILE_LOADERS[suffix] = loader
+
+
+def load_model_file(path: str) -> Any:
+    """Load a saved native model file (not a pickle) with the loader registered for its suffix."""
+    _load()
+    lower = path.lower()
+    for suffix in sorted(_FILE_LOADERS, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return _FILE_LOADERS[suffix](path)
+    raise UnsupportedModelError(
+        f"cannot export {path!r}: unknown model file type; supported suffixes: {sorted(_FILE_LOADERS) or 'none'}"
+        " (pickled models are read only by the mle-export command, on request)"
+    )
+
+
 def _load() -> None:
+    """Import every converter module of this package; each registers itself on import."""
     global _loaded
     if not _loaded:
         _loaded = True
-        for name in _MODULES:
-            importlib.import_module(f"{__package__}.{name}")
+        for info in pkgutil.iter_modules([os.path.dirname(__file__)]):
+            if not info.name.startswith("_") and info.name != "registry":
+                importlib.import_module(f"{__package__}.{info.name}")

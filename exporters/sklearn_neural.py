@@ -6,7 +6,7 @@ from ..format.errors import UnsupportedModelError
 from ._common import classifier_from_proba, linear, set_classes
 from .registry import ExportContext, register_converter
 
-_ACTIVATIONS = {"identity": "Identity", "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
+_ACTIVATIONS = {"identity": "Identity", "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
 
 
 def _forward(model, x: str, ctx: ExportContext) -> str:
@@ -35,8 +35,8 @@ def convert_mlp_classifier(model, x: str, ctx: ExportContext) -> dict:
 
 
 def convert_mlp_regressor(model, x: str, ctx: ExportContext) -> dict:
-    """MLPRegressor: identity output, raveled for one target."""
-    y = _forward(model, x, ctx)
+    """MLPRegressor: identity output (``exp`` for the Poisson loss), raveled for one target."""
+    y = ctx.builder.op(_ACTIVATIONS[model.out_activation_], _forward(model, x, ctx))
     if model.n_outputs_ == 1:
         y = ctx.builder.op("Squeeze", y, axis=1)
     return {"output": y}

@@ -15,7 +15,7 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Mapping, Union
+from typing import Any, BinaryIO, Mapping, Union
 
 import numpy as np
 import zstandard
@@ -303,11 +303,7 @@ def write_mle(
 
 # --------------------------------------------------------------------------- reading
 
-Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
-
-
-def _fail(msg: str) -> MLEFormatError:
-    return MLEFormatError(msg)
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
 
 def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
@@ -315,7 +311,7 @@ def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
     try:
         declared = zstandard.frame_content_size(stored)
         if declared not in (-1, raw_length):
-            raise _fail(f"{where}: zstd frame declares {declared} bytes, section table says {raw_length}")
+            raise MLEFormatError(f"{where}: zstd frame declares {declared} bytes, section table says {raw_length}")
         out = np.empty(raw_length + ALIGN, np.uint8)
         start = -out.ctypes.data % ALIGN
         out = out[start : start + raw_length]
@@ -327,11 +323,11 @@ def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
                 break
             filled += n
         if filled < raw_length:
-            raise _fail(f"{where}: decompressed to {filled} bytes, section table says {raw_length}")
+            raise MLEFormatError(f"{where}: decompressed to {filled} bytes, section table says {raw_length}")
         if reader.read(1):
-            raise _fail(f"{where}: decompresses to more than the {raw_length} bytes the section table says")
+            raise MLEFormatError(f"{where}: decompresses to more than the {raw_length} bytes the section table says")
     except zstandard.ZstdError as e:
-        raise _fail(f"{where}: corrupt zstd data ({e})") from None
+        raise MLEFormatError(f"{where}: corrupt zstd data ({e})") from None
     out.flags.writeable = False
     return out
 
@@ -339,36 +335,36 @@ def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
 def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
     n = len(buf)
     if n < HEADER_SIZE:
-        raise _fail(f"file is {n} bytes, shorter than the {HEADER_SIZE}-byte header (truncated?)")
+        raise MLEFormatError(f"file is {n} bytes, shorter than the {HEADER_SIZE}-byte header (truncated?)")
     magic, version, flags, count, table_crc, table_off, file_size, reserved = _HEADER.unpack_from(buf, 0)
     if magic != MAGIC:
-        raise _fail(f"not a .mle file: magic is {magic!r}, expected {MAGIC!r}")
+        raise MLEFormatError(f"not a .mle file: magic is {magic!r}, expected {MAGIC!r}")
     if not MIN_READABLE_VERSION <= version <= FORMAT_VERSION:
         hint = "; upgrade mlejax to read it" if version > FORMAT_VERSION else ""
-        raise _fail(
+        raise MLEFormatError(
             f"format version {version} is not supported: this mlejax reads versions "
             f"{MIN_READABLE_VERSION} to {FORMAT_VERSION}{hint}"
         )
     (header_crc,) = _HEADER_CRC.unpack_from(buf, _HEADER.size)
     if zlib.crc32(buf[: _HEADER.size]) != header_crc:
-        raise _fail("header checksum mismatch: the header is corrupted")
+        raise MLEFormatError("header checksum mismatch: the header is corrupted")
     if flags & (FILE_SIGNED | FILE_ENCRYPTED):
-        raise _fail(f"header flags {flags:#x} mark a signed or encrypted file, not supported by format version 1")
+        raise MLEFormatError(f"header flags {flags:#x} mark a signed or encrypted file, not supported by format version 1")
     if flags:
-        raise _fail(f"header flags {flags:#x} set unknown bits; expected 0")
+        raise MLEFormatError(f"header flags {flags:#x} set unknown bits; expected 0")
     if any(reserved):
-        raise _fail("header reserved bytes 40..59 must be zero")
+        raise MLEFormatError("header reserved bytes 40..59 must be zero")
     if file_size != n:
-        raise _fail(f"file is {n} bytes but its header records {file_size} (truncated or trailing bytes)")
+        raise MLEFormatError(f"file is {n} bytes but its header records {file_size} (truncated or trailing bytes)")
     if not 1 <= count <= MAX_SECTIONS:
-        raise _fail(f"section count {count} is out of range 1..{MAX_SECTIONS}")
+        raise MLEFormatError(f"section count {count} is out of range 1..{MAX_SECTIONS}")
     if table_off != HEADER_SIZE:
-        raise _fail(f"section table offset is {table_off}, expected {HEADER_SIZE}")
+        raise MLEFormatError(f"section table offset is {table_off}, expected {HEADER_SIZE}")
     table_end = table_off + count * _ENTRY.size
     if table_end > n:
-        raise _fail(f"section table ends at byte {table_end}, past the end of the {n}-byte file")
+        raise MLEFormatError(f"section table ends at byte {table_end}, past the end of the {n}-byte file")
     if zlib.crc32(buf[table_off:table_end]) != table_crc:
-        raise _fail("section table checksum mismatch: the section table is corrupted")
+        raise MLEFormatError("section table checksum mismatch: the section table is corrupted")
 
     sections: list[SectionInfo] = []
     cursor = table_end
@@ -378,87 +374,87 @@ def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
         where = f"section {i} ({kind or f'kind {kind_id}'})"
         if kind_id not in _REQUIRED_KINDS:
             state = "reserved for a later format version" if kind else "unknown"
-            raise _fail(f"{where}: section kind {kind_id} is {state}; version 1 knows kinds 1-4")
+            raise MLEFormatError(f"{where}: section kind {kind_id} is {state}; version 1 knows kinds 1-4")
         if any(s.kind_id == kind_id for s in sections):
-            raise _fail(f"{where}: duplicate {kind} section")
+            raise MLEFormatError(f"{where}: duplicate {kind} section")
         if sflags & ~SECTION_ZSTD:
-            raise _fail(f"{where}: flags {sflags:#x} set unknown or reserved bits (only bit 0, zstd, is known)")
+            raise MLEFormatError(f"{where}: flags {sflags:#x} set unknown or reserved bits (only bit 0, zstd, is known)")
         if not sflags & SECTION_ZSTD and raw_length != length:
-            raise _fail(f"{where}: uncompressed but raw length {raw_length} != stored length {length}")
+            raise MLEFormatError(f"{where}: uncompressed but raw length {raw_length} != stored length {length}")
         if offset != _align(cursor):
-            raise _fail(
+            raise MLEFormatError(
                 f"{where}: starts at byte {offset}, expected {_align(cursor)} "
                 "(sections follow each other in table order, each 64-byte aligned)"
             )
         end = offset + length
         if end > n:
-            raise _fail(f"{where}: bytes {offset}..{end} run past the end of the {n}-byte file")
+            raise MLEFormatError(f"{where}: bytes {offset}..{end} run past the end of the {n}-byte file")
         if buf[cursor:offset].any():
-            raise _fail(f"{where}: padding bytes before the section must be zero")
+            raise MLEFormatError(f"{where}: padding bytes before the section must be zero")
         sections.append(SectionInfo(kind, kind_id, sflags, offset, length, raw_length, crc))
         cursor = end
     if cursor != n:
-        raise _fail(f"sections end at byte {cursor} but the file is {n} bytes (trailing bytes)")
+        raise MLEFormatError(f"sections end at byte {cursor} but the file is {n} bytes (trailing bytes)")
     missing = [_KIND_NAMES[k] for k in _REQUIRED_KINDS if all(s.kind_id != k for s in sections)]
     if missing:
-        raise _fail(f"required section(s) missing: {', '.join(missing)}")
+        raise MLEFormatError(f"required section(s) missing: {', '.join(missing)}")
     return version, sections
 
 
 def _int(value: Any, where: str, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _fail(f"{where}: {field} must be a non-negative int, got {value!r}")
+        raise MLEFormatError(f"{where}: {field} must be a non-negative int, got {value!r}")
     return value
 
 
 def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
     if not isinstance(index, list):
-        raise _fail(f"tensor_index section: expected a list, got {type(index).__name__}")
+        raise MLEFormatError(f"tensor_index section: expected a list, got {type(index).__name__}")
     tensors: dict[str, np.ndarray] = {}
     cursor = 0
     for i, entry in enumerate(index):
         where = f"tensor_index[{i}]"
         if not isinstance(entry, dict):
-            raise _fail(f"{where}: expected a map, got {type(entry).__name__}")
+            raise MLEFormatError(f"{where}: expected a map, got {type(entry).__name__}")
         if set(entry) != _INDEX_KEYS:
-            raise _fail(f"{where}: keys are {sorted(entry)}, expected {sorted(_INDEX_KEYS)}")
+            raise MLEFormatError(f"{where}: keys are {sorted(entry)}, expected {sorted(_INDEX_KEYS)}")
         name = entry["name"]
         if not isinstance(name, str) or not name:
-            raise _fail(f"{where}: name must be a non-empty str, got {name!r}")
+            raise MLEFormatError(f"{where}: name must be a non-empty str, got {name!r}")
         where = f"tensor {name!r} ({where})"
         if name in tensors:
-            raise _fail(f"{where}: duplicate tensor name")
+            raise MLEFormatError(f"{where}: duplicate tensor name")
         code = entry["dtype"]
         dt = DTYPES.get(code) if isinstance(code, str) else None
         if dt is None:
             hint = " (install ml_dtypes to read bfloat16)" if code == "bfloat16" else ""
-            raise _fail(f"{where}: unknown dtype {code!r}{hint}; supported: {', '.join(DTYPES)}")
+            raise MLEFormatError(f"{where}: unknown dtype {code!r}{hint}; supported: {', '.join(DTYPES)}")
         shape = entry["shape"]
         if not isinstance(shape, list) or len(shape) > MAX_NDIM:
-            raise _fail(f"{where}: shape must be a list of at most {MAX_NDIM} ints, got {shape!r}")
+            raise MLEFormatError(f"{where}: shape must be a list of at most {MAX_NDIM} ints, got {shape!r}")
         numel = 1
         for d in shape:
             numel *= _int(d, where, "each shape dimension") or 1
             if numel * dt.itemsize >= 2**63:
-                raise _fail(f"{where}: shape {shape} is too large (over 2**63 bytes)")
+                raise MLEFormatError(f"{where}: shape {shape} is too large (over 2**63 bytes)")
         if 0 in shape:
             numel = 0
         offset, nbytes = _int(entry["offset"], where, "offset"), _int(entry["nbytes"], where, "nbytes")
         if nbytes != numel * dt.itemsize:
-            raise _fail(f"{where}: nbytes is {nbytes}, but shape {shape} of {code} needs {numel * dt.itemsize}")
+            raise MLEFormatError(f"{where}: nbytes is {nbytes}, but shape {shape} of {code} needs {numel * dt.itemsize}")
         if offset != _align(cursor):
-            raise _fail(
+            raise MLEFormatError(
                 f"{where}: offset is {offset}, expected {_align(cursor)} "
                 "(tensors follow each other in index order, each 64-byte aligned)"
             )
         end = offset + nbytes
         if end > len(data):
-            raise _fail(f"{where}: bytes {offset}..{end} run past the {len(data)}-byte tensor_data section")
+            raise MLEFormatError(f"{where}: bytes {offset}..{end} run past the {len(data)}-byte tensor_data section")
         if data[cursor:offset].any():
-            raise _fail(f"{where}: padding bytes before the tensor must be zero")
+            raise MLEFormatError(f"{where}: padding bytes before the tensor must be zero")
         raw = data[offset:end]
         if code == "bool" and (raw > 1).any():
-            raise _fail(f"{where}: bool tensor holds bytes other than 0 and 1")
+            raise MLEFormatError(f"{where}: bool tensor holds bytes other than 0 and 1")
         arr = raw.view(dt).reshape(shape)
         if sys.byteorder == "big" and dt.byteorder == "<":
             arr = arr.astype(dt.newbyteorder("="))
@@ -466,7 +462,7 @@ def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
         tensors[name] = arr
         cursor = end
     if cursor != len(data):
-        raise _fail(f"tensor_data section is {len(data)} bytes but its tensors end at byte {cursor}")
+        raise MLEFormatError(f"tensor_data section is {len(data)} bytes but its tensors end at byte {cursor}")
     return tensors
 
 
@@ -474,10 +470,10 @@ def _parse(buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: i
     version, sections = _parse_header(buf)
     for s in sections:
         if zlib.crc32(buf[s.offset : s.offset + s.length]) != s.checksum:
-            raise _fail(f"{s.kind} section: checksum mismatch, the section is corrupted")
+            raise MLEFormatError(f"{s.kind} section: checksum mismatch, the section is corrupted")
     total_raw = sum(s.raw_length for s in sections if s.compressed)
     if total_raw > max_decompressed_bytes:
-        raise _fail(
+        raise MLEFormatError(
             f"compressed sections declare {total_raw} bytes in all, over max_decompressed_bytes="
             f"{max_decompressed_bytes}; raise the limit if you trust this file"
         )
@@ -489,7 +485,7 @@ def _parse(buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: i
     graph = unpack_plain(memoryview(decoded["graph"]), "graph")
     for kind, value in (("metadata", metadata), ("graph", graph)):
         if not isinstance(value, dict):
-            raise _fail(f"{kind} section: expected a map, got {type(value).__name__}")
+            raise MLEFormatError(f"{kind} section: expected a map, got {type(value).__name__}")
     index = unpack_plain(memoryview(decoded["tensor_index"]), "tensor_index")
     tensors = _build_tensors(index, decoded["tensor_data"])
     return MLEFile(
@@ -512,14 +508,14 @@ def read_mle(source: Source, *, max_decompressed_bytes: int = 4 << 30) -> MLEFil
     """
     mapping: mmap.mmap | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        label = f"<{type(source).__name__}>"
+        prefix = ""
         buf = np.frombuffer(memoryview(source).cast("B"), np.uint8)
     else:
-        label = os.fspath(source)
-        with open(label, "rb") as fh:
+        prefix = f"{os.fspath(source)}: "
+        with open(source, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < HEADER_SIZE:
-                raise _fail(f"{label}: file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+                raise MLEFormatError(f"{prefix}file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
             mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         buf = np.frombuffer(mapping, np.uint8)
     buf.flags.writeable = False
@@ -532,4 +528,4 @@ def read_mle(source: Source, *, max_decompressed_bytes: int = 4 << 30) -> MLEFil
                 mapping.close()
             except BufferError:
                 pass  # a traceback still references a view; the mapping closes when it is collected
-        raise MLEFormatError(f"{label}: {e}") from None
+        raise MLEFormatError(f"{prefix}{e}") from None

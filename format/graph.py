@@ -36,6 +36,7 @@ OUTPUT_KINDS = {
     "output": "regression output or network output",
     "transform": "transformed features",
     "score_samples": "per-row score (density, anomaly score)",
+    "leaf_index": "leaf index per row and tree (int32)",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:/\-]{1,200}$")

@@ -7,6 +7,9 @@ returns one array or a tuple of arrays (one per node output).
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
 from typing import Callable
 
 from ..format.errors import UnsupportedModelError
@@ -63,6 +66,14 @@ def check_supported(graph: Graph) -> None:
         get_rule(node)
 
 
+_loaded = False
+
+
 def _load_rules() -> None:
-    # Rule modules register themselves on import.
-    from . import ops_core, trees  # noqa: F401
+    """Import every ``ops_*`` module of this package; each registers its rules on import."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for info in pkgutil.iter_modules([os.path.dirname(__file__)]):
+            if info.name.startswith("ops_"):
+                importlib.import_module(f"{__package__}.{info.name}")

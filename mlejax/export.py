@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import __version__
-from .exporters.registry import ExportContext, find_converter, model_key
+from .exporters.registry import ExportContext, find_converter, load_model_file, model_key
 from .format import write_mle
 from .format.errors import InputError, UnsupportedModelError
 from .format.graph import GraphBuilder
@@ -46,7 +46,8 @@ def export_model(
 
     Args:
       model: a fitted estimator of a supported type (see
-        :func:`mlejax.supported_models`).
+        :func:`mlejax.supported_models`), or the path of a saved native model
+        file (XGBoost ``.json``/``.ubj``, LightGBM ``.txt``, CatBoost ``.cbm``).
       path: where to write; the write is atomic.
       sample_input: rows on which the export is run against ``model`` itself;
         the worst error per method is returned and recorded in the file.
@@ -62,6 +63,8 @@ def export_model(
       ``compression_ratio``, ``ops``, ``methods`` and ``verification``.
     """
     start = time.perf_counter()
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model_file(os.fspath(model))
     converter = find_converter(model)
     n_features, feature_names = _input_spec(model, sample_input, input_shape)
     builder = GraphBuilder()

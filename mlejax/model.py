@@ -26,6 +26,7 @@ METHOD_OUTPUTS = {
     "decision_function": ("decision",),
     "transform": ("transform",),
     "score_samples": ("score_samples",),
+    "apply": ("leaf_index",),
 }
 
 
@@ -144,6 +145,11 @@ class Model:
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-row scores, as the source model's ``score_samples``."""
         return self._method_output("score_samples", X)
+
+    @_Method
+    def apply(self, X: Any) -> np.ndarray:
+        """Leaf index of each row in each tree, as sklearn's ``apply`` (``pred_leaf`` in GBDT libraries)."""
+        return self._method_output("apply", X)
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Every graph output for ``inputs`` (one array per graph input), in :attr:`outputs` order.
