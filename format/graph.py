@@ -38,6 +38,7 @@ OUTPUT_KINDS = {
     "score_samples": "per-row score (density, anomaly score)",
     "leaf_index": "leaf index per row and tree (int32)",
 }
+# A network with several outputs names the extra ones "output:<name>"; "output" is the first.
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:/\-]{1,200}$")
 _INPUT_DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -217,8 +218,8 @@ class GraphBuilder:
         return self.node(op, list(inputs), version=version, **attrs)[0]
 
     def set_output(self, kind: str, value: str) -> None:
-        if kind not in OUTPUT_KINDS:
-            raise ValueError(f"unknown output kind {kind!r}; known: {sorted(OUTPUT_KINDS)}")
+        if kind not in OUTPUT_KINDS and not kind.startswith("output:"):
+            raise ValueError(f"unknown output kind {kind!r}; known: {sorted(OUTPUT_KINDS)} or 'output:<name>'")
         self._outputs[kind] = value
 
     @property

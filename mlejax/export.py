@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import time
 import warnings
@@ -15,8 +16,7 @@ from .exporters.registry import ExportContext, find_converter, load_model_file, 
 from .format import write_mle
 from .format.errors import InputError, UnsupportedModelError
 from .format.graph import GraphBuilder
-from .lowering import Program
-from .model import METHOD_OUTPUTS
+from .model import METHOD_OUTPUTS, Model, load_model
 
 __all__ = ["export_model", "ExportReport"]
 
@@ -66,17 +66,23 @@ def export_model(
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(os.fspath(model))
     converter = find_converter(model)
-    n_features, feature_names = _input_spec(model, sample_input, input_shape)
     builder = GraphBuilder()
-    x = builder.add_input("X", "float32", (None, n_features), feature_names)
+    build_inputs = getattr(converter, "build_inputs", None)
+    if build_inputs is not None:  # networks: N-d and several inputs
+        x = build_inputs(model, sample_input, input_shape, builder)
+    else:
+        n_features, feature_names = _input_spec(model, sample_input, input_shape)
+        x = builder.add_input("X", "float32", (None, n_features), feature_names)
     ctx = ExportContext(builder, options={"training_data": training_data})
-    outputs = converter(model, x, ctx)
+    outputs = dict(converter(model, x, ctx))
+    # A converter may expose methods the source lacks (documented extensions such as DBSCAN.predict).
+    forced = outputs.pop("__methods__", {})
     methods = {}
     for method, kinds in METHOD_OUTPUTS.items():
         kind = next((k for k in kinds if k in outputs), None)
-        if kind is not None and hasattr(model, method):
+        if kind is not None and (hasattr(model, method) or method in forced):
             methods[method] = kind
-    for kind in sorted(set(methods.values())):
+    for kind in sorted(set(methods.values()) | {k for k in outputs if k.startswith("output:")}):
         builder.set_output(kind, outputs[kind])
     graph = builder.build()
 
@@ -88,14 +94,16 @@ def export_model(
         "classes": _encode_classes(ctx.classes),
         "user": dict(metadata or {}),
     }
-    verification = None
-    if sample_input is not None:
-        verification = _verify(model, graph, builder.tensors, methods, ctx.classes, sample_input)
-        meta["verification"] = verification
-    size = write_mle(
-        path, metadata=meta, graph=graph.to_dict(), tensors=builder.tensors,
+    write = functools.partial(
+        write_mle, path, graph=graph.to_dict(), tensors=builder.tensors,
         compression=compression, compression_level=compression_level,
     )
+    size = write(metadata=meta)
+    verification = None
+    if sample_input is not None:  # check the file as users will load it, then record the result in it
+        verification = _verify(model, converter, load_model(path), methods, sample_input)
+        meta["verification"] = verification
+        size = write(metadata=meta)
     raw = sum(a.nbytes for a in builder.tensors.values())
     ops: dict[str, int] = {}
     for node in graph.nodes:
@@ -154,21 +162,26 @@ def _encode_classes(classes: np.ndarray | None) -> dict | None:
     return {"dtype": classes.dtype.str, "values": classes.tolist()}
 
 
-def _verify(model: Any, graph: Any, tensors: dict, methods: dict, classes: Any, sample_input: Any) -> dict:
-    """Run the new graph and the source model on ``sample_input``; return worst errors per method."""
-    X = sample_input
-    arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float32)
-    program = Program(graph, tensors)
-    kinds = sorted(set(methods.values()))
-    ours = dict(zip(kinds, program.run(kinds, [arr])))
-    report = {"rows": int(arr.shape[0])}
+def _native_method(model: Any, method: str, inputs: list) -> Any:
+    return getattr(model, method)(*inputs)
+
+
+def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_input: Any) -> dict:
+    """Run the written file and the source model on ``sample_input``; return worst errors per method.
+
+    A converter may define ``native_method(model, method, inputs)`` to say how
+    its framework computes a method (networks have no ``predict``).
+    """
+    inputs = list(sample_input) if isinstance(sample_input, (list, tuple)) else [sample_input]
+    native_call = getattr(converter, "native_method", _native_method)
+    report: dict[str, Any] = {"rows": int(len(inputs[0]))}
     for method, kind in methods.items():
-        native = np.asarray(getattr(model, method)(X))
-        got = ours[kind]
-        if kind == "label" and classes is not None:
-            got = np.asarray(classes)[got]
+        if native_call is _native_method and not hasattr(model, method):
+            continue  # a documented extension the source model lacks: nothing to compare with
+        native = np.asarray(native_call(model, method, inputs))
+        got = np.asarray(getattr(loaded, method)(*inputs))
         if kind == "label":
-            mismatches = int(np.sum(np.asarray(got).reshape(native.shape) != native))
+            mismatches = int(np.sum(got.reshape(native.shape) != native))
             report[method] = {"label_mismatches": mismatches}
             bad = mismatches > 0
         else:

@@ -117,39 +117,39 @@ class Model:
 
     # --- methods ---------------------------------------------------------------------
     @_Method
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Labels (mapped to ``classes_``) or regression values, as the source model's ``predict``."""
-        return self._method_output("predict", X)
+        return self._method_output("predict", X, *more_inputs)
 
     @_Method
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order."""
-        return self._method_output("predict_proba", X)
+        return self._method_output("predict_proba", X, *more_inputs)
 
     @_Method
-    def predict_log_proba(self, X: Any) -> np.ndarray:
+    def predict_log_proba(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Log of ``predict_proba``."""
-        return self._method_output("predict_log_proba", X)
+        return self._method_output("predict_log_proba", X, *more_inputs)
 
     @_Method
-    def decision_function(self, X: Any) -> np.ndarray:
+    def decision_function(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Decision values / raw margins, as the source model's ``decision_function``."""
-        return self._method_output("decision_function", X)
+        return self._method_output("decision_function", X, *more_inputs)
 
     @_Method
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Transformed features, as the source transformer's ``transform``."""
-        return self._method_output("transform", X)
+        return self._method_output("transform", X, *more_inputs)
 
     @_Method
-    def score_samples(self, X: Any) -> np.ndarray:
+    def score_samples(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Per-row scores, as the source model's ``score_samples``."""
-        return self._method_output("score_samples", X)
+        return self._method_output("score_samples", X, *more_inputs)
 
     @_Method
-    def apply(self, X: Any) -> np.ndarray:
+    def apply(self, X: Any, *more_inputs: Any) -> np.ndarray:
         """Leaf index of each row in each tree, as sklearn's ``apply`` (``pred_leaf`` in GBDT libraries)."""
-        return self._method_output("apply", X)
+        return self._method_output("apply", X, *more_inputs)
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
         """Every graph output for ``inputs`` (one array per graph input), in :attr:`outputs` order.
@@ -223,9 +223,9 @@ class Model:
         return f
 
     # --- internals -------------------------------------------------------------------
-    def _method_output(self, method: str, X: Any) -> np.ndarray:
+    def _method_output(self, method: str, *inputs: Any) -> np.ndarray:
         output = self.methods[method]
-        arrays = self._prepare_all([X])
+        arrays = self._prepare_all(list(inputs))
         return self._to_host(output, self.program.run([output], arrays)[0])
 
     def _to_host(self, output: str, value: np.ndarray) -> np.ndarray:
