@@ -79,7 +79,7 @@ def run_demo(rows: int = 20_000, features: int = 28, trees: int = 100, workdir: 
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-c", _SECOND_PROCESS, str(mle_path), str(data_path)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True, text=True, env=env, check=True, cwd=tmp,
     )
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     forbidden = sorted({m.split(".")[0] for m in second["modules"]} & {"sklearn", "joblib", "torch", "tensorflow", "xgboost", "lightgbm", "catboost"})

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 
 import joblib
 import numpy as np
@@ -16,8 +17,9 @@ from helpers import assert_same_labels
 
 
 def _run(*args, check=True):
-    return subprocess.run([sys.executable, "-c", "import sys; from mlejax.cli import {0}; sys.exit({0}(sys.argv[1:]))".format(args[0]), *args[1:]],
-                          capture_output=True, text=True, check=check)
+    # cwd outside the repository, so the installed package is imported, not the source folder
+    code = "import sys; from mlejax.cli import {0}; sys.exit({0}(sys.argv[1:]))".format(args[0])
+    return subprocess.run([sys.executable, "-c", code, *args[1:]], capture_output=True, text=True, check=check, cwd=tempfile.gettempdir())
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_load_and_predict_import_no_framework(forest, data, tmp_path):
     np.save(tmp_path / "X.npy", X[:10])
     out = subprocess.run(
         [sys.executable, "-c", _ISOLATION, str(tmp_path / "model.mle"), str(tmp_path / "X.npy")],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=tmp_path,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     roots = {name.split(".")[0] for name in result["modules"]}
@@ -253,13 +253,14 @@ def test_persistent_cache_speeds_up_a_second_process(forest, data, tmp_path):
     for _ in range(2):
         out = subprocess.run(
             [sys.executable, "-c", _SECOND_PROCESS, str(tmp_path / "model.mle"), str(tmp_path / "X.npy")],
-            capture_output=True, text=True, check=True, env=env,
+            capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1])["compile_s"])
     assert any((tmp_path / "xla").iterdir()), "nothing was written to the persistent cache"
     assert runs[1] < runs[0], runs
-    off = subprocess.run(
+    subprocess.run(
         [sys.executable, "-c", _SECOND_PROCESS, str(tmp_path / "model.mle"), str(tmp_path / "X.npy")],
-        capture_output=True, text=True, check=True, env=dict(env, MLEJAX_COMPILATION_CACHE="0", MLEJAX_CACHE_DIR=str(tmp_path / "off")),
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+        env=dict(env, MLEJAX_COMPILATION_CACHE="0", MLEJAX_CACHE_DIR=str(tmp_path / "off")),
     )
     assert not (tmp_path / "off").exists()
