@@ -6,7 +6,14 @@ import numpy as np
 
 from .registry import ExportContext
 
-__all__ = ["linear", "classifier_from_decision", "classifier_from_proba", "set_classes"]
+__all__ = [
+    "linear",
+    "classifier_from_decision",
+    "classifier_from_proba",
+    "logistic_pair",
+    "softmax_heads",
+    "set_classes",
+]
 
 
 def linear(ctx: ExportContext, x: str, coef: np.ndarray, intercept, *, hint: str = "linear") -> str:
@@ -38,17 +45,28 @@ def classifier_from_decision(ctx: ExportContext, decision: str, n_classes: int, 
         out["decision"] = d
         out["label"] = b.op("Greater", d, threshold=0.0)
         if proba is not None:
-            out["probabilities"] = b.op("TwoClassProba", b.op("Sigmoid", d))
-    else:
-        out["decision"] = decision
-        out["label"] = b.op("ArgMax", decision)
-        if proba == "softmax":
-            out["probabilities"] = b.op("Softmax", decision)
-        elif proba == "logistic":
-            out["probabilities"] = b.op("NormalizeRows", b.op("Sigmoid", decision), norm="l1")
-    if "probabilities" in out:
+            out.update(logistic_pair(ctx, d))
+        return out
+    out["decision"] = decision
+    out["label"] = b.op("ArgMax", decision)
+    if proba == "softmax":
+        out.update(softmax_heads(ctx, decision))
+    elif proba == "logistic":
+        out["probabilities"] = b.op("NormalizeRows", b.op("Sigmoid", decision), norm="l1")
         out["log_probabilities"] = b.op("Log", out["probabilities"])
     return out
+
+
+def logistic_pair(ctx: ExportContext, z: str) -> dict:
+    """``[1 - expit(z), expit(z)]`` and its log for a [B] margin, rounded as sklearn's float64 does."""
+    b = ctx.builder
+    return {"probabilities": b.op("LogisticPairFloat64", z), "log_probabilities": b.op("LogisticPairFloat64", z, log=True)}
+
+
+def softmax_heads(ctx: ExportContext, logits: str) -> dict:
+    """``softmax(logits)`` and sklearn's ``log(softmax)`` (``-inf`` where float64 underflows)."""
+    b = ctx.builder
+    return {"probabilities": b.op("Softmax", logits), "log_probabilities": b.op("LogSoftmaxFloat64", logits)}
 
 
 def classifier_from_proba(ctx: ExportContext, proba: str) -> dict:

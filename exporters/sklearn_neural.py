@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..format.errors import UnsupportedModelError
-from ._common import classifier_from_proba, linear, set_classes
+from ._common import linear, logistic_pair, set_classes, softmax_heads
 from .registry import ExportContext, register_converter
 
 _ACTIVATIONS = {"identity": "Identity", "logistic": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
@@ -21,17 +21,17 @@ def _forward(model, x: str, ctx: ExportContext) -> str:
 
 
 def convert_mlp_classifier(model, x: str, ctx: ExportContext) -> dict:
-    """MLPClassifier: softmax for multiclass; logistic [1-p, p] and ``p > 0.5`` for binary."""
+    """MLPClassifier: softmax for multiclass; logistic [1-p, p] and ``p > 0.5`` (logit > 0) for binary."""
     b = ctx.builder
     if model.out_activation_ not in ("logistic", "softmax") or (model.out_activation_ == "logistic" and model.n_outputs_ != 1):
         raise UnsupportedModelError("multilabel MLPClassifier is not supported; binary and multiclass are")
     set_classes(ctx, model.classes_)
     z = _forward(model, x, ctx)
     if model.out_activation_ == "softmax":
-        return classifier_from_proba(ctx, b.op("Softmax", z))
-    p = b.op("Sigmoid", b.op("Squeeze", z, axis=1))
-    proba = b.op("TwoClassProba", p)
-    return {"probabilities": proba, "label": b.op("Greater", p, threshold=0.5), "log_probabilities": b.op("Log", proba)}
+        heads = softmax_heads(ctx, z)
+        return {**heads, "label": b.op("ArgMax", z)}
+    z = b.op("Squeeze", z, axis=1)
+    return {**logistic_pair(ctx, z), "label": b.op("Greater", z, threshold=0.0)}
 
 
 def convert_mlp_regressor(model, x: str, ctx: ExportContext) -> dict:

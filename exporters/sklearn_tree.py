@@ -15,7 +15,13 @@ from ..format.errors import UnsupportedModelError
 from ._common import classifier_from_proba, set_classes
 from .registry import ExportContext, register_converter
 
-__all__ = ["float32_threshold", "tree_arrays", "add_tree_ensemble"]
+__all__ = [
+    "float32_threshold",
+    "tree_arrays",
+    "add_tree_ensemble",
+    "convert_tree_classifier",
+    "convert_tree_regressor",
+]
 
 
 def float32_threshold(t64: np.ndarray) -> np.ndarray:

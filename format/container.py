@@ -3,7 +3,10 @@
 The byte layout is specified in ``format/SPEC.md``; this module is its
 reference implementation. Loading trusts nothing in the file: every length,
 offset, checksum and decoded type is checked before it is used, and any
-problem raises :class:`~mlejax.format.errors.MLEFormatError`.
+problem raises :class:`~mlejax.format.errors.MLEFormatError` (or
+:class:`~mlejax.format.errors.MLESecurityError` for signatures and keys).
+Signing is :mod:`.signing`, encryption :mod:`.encryption`; this module lays
+their sections out.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import struct
 import sys
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Mapping, Union
+from typing import Any, BinaryIO, Callable, Mapping, Union
 
 import numpy as np
 import zstandard
 
 from ._plain import pack_plain, unpack_plain
-from .errors import MLEFormatError
+from .encryption import ChunkEncrypter, Decryptor, Encryption
+from .errors import MLEError, MLEFormatError, MLESecurityError
+from .signing import SIGNATURE_SIZE, check_signature_layout, load_private_key, load_public_key, signature_payload, verify_signature
 
 __all__ = [
     "FORMAT_VERSION",
@@ -30,11 +35,16 @@ __all__ = [
     "SectionInfo",
     "read_mle",
     "write_mle",
+    "sign_file",
+    "encrypt_file",
+    "verify_file",
 ]
 
 # Format version changelog (see SPEC.md "Versioning"):
 #   1 (2026-11-27): first version.
-FORMAT_VERSION = 1
+#   2 (2026-11-27): signature (kind 5) and encryption (kind 6) sections, file flags SIGNED/ENCRYPTED,
+#                   section flag ENCRYPTED. Version 1 files are still read.
+FORMAT_VERSION = 2
 MIN_READABLE_VERSION = 1
 
 MAGIC = b"\x89MLE\r\n\x1a\n"
@@ -51,7 +61,7 @@ _ENTRY = struct.Struct("<HHIQQQ")
 assert _HEADER.size + _HEADER_CRC.size == HEADER_SIZE and _ENTRY.size == 32
 
 KIND_METADATA, KIND_GRAPH, KIND_TENSOR_INDEX, KIND_TENSOR_DATA = 1, 2, 3, 4
-KIND_SIGNATURE, KIND_ENCRYPTION = 5, 6  # reserved, not written or read by version 1
+KIND_SIGNATURE, KIND_ENCRYPTION = 5, 6  # version 2 and later
 _KIND_NAMES = {
     KIND_METADATA: "metadata",
     KIND_GRAPH: "graph",
@@ -63,9 +73,9 @@ _KIND_NAMES = {
 _REQUIRED_KINDS = (KIND_METADATA, KIND_GRAPH, KIND_TENSOR_INDEX, KIND_TENSOR_DATA)
 
 SECTION_ZSTD = 1 << 0
-SECTION_ENCRYPTED = 1 << 1  # reserved
-FILE_SIGNED = 1 << 0  # reserved
-FILE_ENCRYPTED = 1 << 1  # reserved
+SECTION_ENCRYPTED = 1 << 1
+FILE_SIGNED = 1 << 0
+FILE_ENCRYPTED = 1 << 1
 
 _COMPRESSIONS = (None, "zstd")
 _INDEX_KEYS = frozenset({"name", "dtype", "shape", "offset", "nbytes"})
@@ -109,15 +119,20 @@ class SectionInfo:
     def compressed(self) -> bool:
         return bool(self.flags & SECTION_ZSTD)
 
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.flags & SECTION_ENCRYPTED)
+
 
 class MLEFile:
     """A loaded ``.mle`` file.
 
-    For uncompressed files, ``tensors`` are read-only views into ``buffer``, a
-    uint8 array over a read-only mmap of the file (or over the bytes passed to
-    :func:`read_mle`). Each view keeps the mapping alive on its own, so arrays
-    stay valid after :meth:`close`; the mmap is unmapped when the last view is
-    garbage collected. The file must not be modified while mapped.
+    For uncompressed, unencrypted files, ``tensors`` are read-only views into
+    ``buffer``, a uint8 array over a read-only mmap of the file (or over the
+    bytes passed to :func:`read_mle`). Each view keeps the mapping alive on its
+    own, so arrays stay valid after :meth:`close`; the mmap is unmapped when the
+    last view is garbage collected. The file must not be modified while mapped.
+    ``signer`` is the raw public key whose signature was verified, or None.
     """
 
     def __init__(
@@ -131,6 +146,7 @@ class MLEFile:
         sections: list[SectionInfo],
         buffer: np.ndarray,
         mapping: mmap.mmap | None,
+        signer: bytes | None = None,
     ) -> None:
         self.metadata = metadata
         self.graph = graph
@@ -140,6 +156,16 @@ class MLEFile:
         self.sections = sections
         self.buffer = buffer
         self._mmap = mapping
+        self.signer = signer
+
+    @property
+    def signed(self) -> bool:
+        """Whether the file carries a signature section (verified only if ``signer`` is set)."""
+        return any(s.kind_id == KIND_SIGNATURE for s in self.sections)
+
+    @property
+    def encrypted(self) -> bool:
+        return any(s.kind_id == KIND_ENCRYPTION for s in self.sections)
 
     def close(self) -> None:
         """Drop this object's references; unmap now if no tensor view is still alive."""
@@ -181,21 +207,51 @@ def _prepare_tensor(name: Any, value: Any) -> tuple[str, np.ndarray, str]:
     raise TypeError(f"tensor {name!r}: dtype {arr.dtype} is not supported; supported: {', '.join(DTYPES)}")
 
 
-class _SectionSink:
-    """Writes one section to ``fh``, compressing if asked, tracking stored length and CRC32."""
+@dataclass
+class _Part:
+    """One section to write: its table fields and how to produce its bytes.
 
-    def __init__(self, fh: BinaryIO, raw_length: int, compression: str | None, level: int) -> None:
+    ``emit`` writes the section's bytes *before* the transformations this part
+    asks for: zstd compression if ``compress``, encryption if ``encrypt``.
+    """
+
+    kind: int
+    flags: int
+    raw_length: int
+    emit: Callable[["_SectionSink"], None]
+    compress: bool = False
+    encrypt: bool = False
+
+
+def _bytes_part(kind: int, flags: int, data: bytes | memoryview, raw_length: int | None = None, **kw: bool) -> _Part:
+    return _Part(kind, flags, len(data) if raw_length is None else raw_length, lambda sink: sink.write(data), **kw)
+
+
+class _SectionSink:
+    """Writes one section to ``fh`` (compressing, then encrypting, as asked), tracking stored length and CRC32."""
+
+    def __init__(
+        self, fh: BinaryIO, raw_length: int, level: int | None, encrypter: ChunkEncrypter | None
+    ) -> None:
         self.fh, self.length, self.crc, self.raw_pos = fh, 0, 0, 0
         self._z = None
-        if compression == "zstd":
+        if level is not None:
             cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
             self._z = cctx.compressobj(size=raw_length)
+        self._enc = encrypter
 
-    def _emit(self, b: bytes | memoryview) -> None:
+    def _out(self, b: bytes | memoryview) -> None:
         if len(b):
             self.fh.write(b)
             self.crc = zlib.crc32(b, self.crc)
             self.length += len(b)
+
+    def _emit(self, b: bytes | memoryview) -> None:
+        if self._enc is None:
+            self._out(b)
+        else:
+            for chunk in self._enc.feed(b):
+                self._out(chunk)
 
     def write(self, raw: bytes | memoryview) -> None:
         for i in range(0, len(raw), _WRITE_CHUNK):
@@ -206,6 +262,8 @@ class _SectionSink:
     def finish(self) -> None:
         if self._z:
             self._emit(self._z.flush())
+        if self._enc:
+            self._out(self._enc.finish())
 
 
 def _fsync_dir(directory: str) -> None:
@@ -221,6 +279,71 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _write_file(
+    path: str | os.PathLike[str],
+    parts: list[_Part],
+    *,
+    level: int = 3,
+    encryption: tuple[Encryption, bytes] | None = None,
+    signer: Any = None,
+) -> int:
+    """Lay out ``parts`` (plus a signature section if ``signer``) atomically at ``path``; return the size."""
+    path = os.fspath(path)
+    if signer is not None:
+        parts = parts + [_bytes_part(KIND_SIGNATURE, 0, bytes(SIGNATURE_SIZE))]
+    encrypted = any(p.kind == KIND_ENCRYPTION for p in parts)
+    file_flags = (FILE_ENCRYPTED if encrypted else 0) | (FILE_SIGNED if signer is not None else 0)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            pos = HEADER_SIZE + len(parts) * _ENTRY.size
+            fh.write(bytes(pos))  # header and table are filled in once sections are written
+            entries = []
+            for part in parts:
+                fh.write(bytes(_align(pos) - pos))
+                pos = _align(pos)
+                encrypter = None
+                if part.encrypt:
+                    enc, section = encryption  # type: ignore[misc]
+                    encrypter = ChunkEncrypter(
+                        enc.key, enc.chunk_size, section, FORMAT_VERSION, part.kind, part.flags, part.raw_length
+                    )
+                sink = _SectionSink(fh, part.raw_length, level if part.compress else None, encrypter)
+                part.emit(sink)
+                sink.finish()
+                crc = 0 if part.kind == KIND_SIGNATURE else sink.crc
+                entries.append(_ENTRY.pack(part.kind, part.flags, crc, pos, sink.length, part.raw_length))
+                pos += sink.length
+            table = b"".join(entries)
+            head = _HEADER.pack(
+                MAGIC, FORMAT_VERSION, file_flags, len(entries), zlib.crc32(table), HEADER_SIZE, pos, bytes(20)
+            )
+            fh.seek(0)
+            fh.write(head + _HEADER_CRC.pack(zlib.crc32(head)) + table)
+            fh.flush()
+            if signer is not None:
+                sig_offset = pos - SIGNATURE_SIZE
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    view = np.frombuffer(mapped, np.uint8)
+                    payload = signature_payload(view[:sig_offset], signer)
+                    del view
+                fh.seek(sig_offset)
+                fh.write(payload)
+                fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return pos
+
+
 def write_mle(
     path: str | os.PathLike[str],
     *,
@@ -229,15 +352,20 @@ def write_mle(
     tensors: Mapping[str, np.ndarray],
     compression: str | None = None,
     compression_level: int = 3,
+    encryption: Encryption | None = None,
 ) -> int:
     """Write a ``.mle`` file atomically (temp file in the same directory, fsync, rename).
 
-    Returns the file size in bytes. Raises TypeError/ValueError on bad input,
-    before anything is written; an existing file at ``path`` is left intact on
-    any failure.
+    ``encryption`` (an :class:`~mlejax.format.encryption.Encryption`, from a
+    raw key or a password) encrypts every section but the encryption
+    parameters, so the plaintext never reaches the disk. Returns the file size
+    in bytes. Raises TypeError/ValueError on bad input, before anything is
+    written; an existing file at ``path`` is left intact on any failure.
     """
     if compression not in _COMPRESSIONS:
         raise ValueError(f"compression={compression!r} is not supported; use one of {_COMPRESSIONS}")
+    if encryption is not None and not isinstance(encryption, Encryption):
+        raise TypeError(f"encryption must be an Encryption (Encryption.with_key/with_password), got {encryption!r:.80}")
     for what, value in (("metadata", metadata), ("graph", graph)):
         if not isinstance(value, dict):
             raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
@@ -247,7 +375,8 @@ def write_mle(
     index, data_len = [], 0
     for name, arr, code in prepared:
         offset = _align(data_len)
-        index.append({"name": name, "dtype": code, "shape": list(arr.shape), "offset": offset, "nbytes": arr.nbytes})
+        entry = {"name": name, "dtype": code, "shape": list(arr.shape), "offset": offset, "nbytes": arr.nbytes}
+        index.append(entry)
         data_len = offset + arr.nbytes
     blobs = {
         KIND_METADATA: pack_plain(metadata, "metadata"),
@@ -260,45 +389,107 @@ def write_mle(
             sink.write(bytes(entry["offset"] - sink.raw_pos))
             sink.write(memoryview(arr.reshape(-1).view(np.uint8)))
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    crypt = None if encryption is None else (encryption, encryption.section())
+    flags = (SECTION_ZSTD if compression else 0) | (SECTION_ENCRYPTED if crypt else 0)
+    kw = {"compress": compression is not None, "encrypt": crypt is not None}
+    parts = [_bytes_part(kind, flags, blobs[kind], **kw) for kind in (KIND_METADATA, KIND_GRAPH, KIND_TENSOR_INDEX)]
+    parts.append(_Part(KIND_TENSOR_DATA, flags, data_len, write_data, **kw))
+    if crypt:
+        parts.append(_bytes_part(KIND_ENCRYPTION, 0, crypt[1]))
+    return _write_file(path, parts, level=compression_level, encryption=crypt)
+
+
+def _stored_parts(buf: np.ndarray, sections: list[SectionInfo], *, encrypt: bool = False) -> list[_Part]:
+    """Parts that copy the stored bytes of ``sections`` (encrypting the data sections if asked)."""
+    parts = []
+    for s in sections:
+        data = memoryview(buf[s.offset : s.offset + s.length])
+        if encrypt and s.kind_id in _REQUIRED_KINDS:
+            parts.append(_bytes_part(s.kind_id, s.flags | SECTION_ENCRYPTED, data, s.raw_length, encrypt=True))
+        else:
+            parts.append(_bytes_part(s.kind_id, s.flags, data, s.raw_length))
+    return parts
+
+
+def _map_checked(path: str | os.PathLike[str]) -> tuple[np.ndarray, mmap.mmap, int, int, list[SectionInfo]]:
+    """Map a file and check its layout and checksums (not its content)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < HEADER_SIZE:
+            raise MLEFormatError(f"{os.fspath(path)}: shorter than the {HEADER_SIZE}-byte header")
+        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    buf = np.frombuffer(mapping, np.uint8)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            pos = HEADER_SIZE + len(_REQUIRED_KINDS) * _ENTRY.size
-            fh.write(bytes(pos))  # header and table are filled in once sections are written
-            entries = []
-            for kind in _REQUIRED_KINDS:
-                fh.write(bytes(_align(pos) - pos))
-                pos = _align(pos)
-                raw_len = data_len if kind == KIND_TENSOR_DATA else len(blobs[kind])
-                sink = _SectionSink(fh, raw_len, compression, compression_level)
-                if kind == KIND_TENSOR_DATA:
-                    write_data(sink)
-                else:
-                    sink.write(blobs[kind])
-                sink.finish()
-                flags = SECTION_ZSTD if compression else 0
-                entries.append(_ENTRY.pack(kind, flags, sink.crc, pos, sink.length, raw_len))
-                pos += sink.length
-            table = b"".join(entries)
-            head = _HEADER.pack(
-                MAGIC, FORMAT_VERSION, 0, len(entries), zlib.crc32(table), HEADER_SIZE, pos, bytes(20)
-            )
-            fh.seek(0)
-            fh.write(head + _HEADER_CRC.pack(zlib.crc32(head)) + table)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        version, flags, sections = _parse_header(buf)
+        _check_crcs(buf, sections)
+    except MLEError as e:
+        buf = None
+        _close_quietly(mapping)
+        raise type(e)(f"{os.fspath(path)}: {e}") from None
+    return buf, mapping, version, flags, sections
+
+
+def verify_file(path: str | os.PathLike[str], public_key: Any) -> bytes:
+    """Check the signature of the file at ``path`` against ``public_key`` (one or a list), without decrypting.
+
+    Returns the raw public key that verified; raises :class:`MLESecurityError`
+    (unsigned, wrong key, tampered) or :class:`MLEFormatError` (invalid layout).
+    """
+    keys = _public_keys(public_key)
+    buf, mapping, _, _, sections = _map_checked(path)
+    try:
+        signature = next((s for s in sections if s.kind_id == KIND_SIGNATURE), None)
+        if signature is None:
+            raise MLESecurityError(f"{os.fspath(path)}: the file is not signed")
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-    return pos
+            return verify_signature(buf, signature.offset, keys)
+        except MLEError as e:
+            raise type(e)(f"{os.fspath(path)}: {e}") from None
+    finally:
+        buf = None
+        _close_quietly(mapping)
+
+
+def sign_file(path: str | os.PathLike[str], private_key: Any, output: str | os.PathLike[str] | None = None) -> int:
+    """Sign the ``.mle`` file at ``path`` (replacing any signature), writing to ``output`` (default: in place).
+
+    The layout and checksums are checked first; the content is not decrypted,
+    so encrypted files are signed as they are (encrypt, then sign).
+    """
+    key = load_private_key(private_key)
+    buf, mapping, _, _, sections = _map_checked(path)
+    try:
+        parts = _stored_parts(buf, [s for s in sections if s.kind_id != KIND_SIGNATURE])
+        return _write_file(output or path, parts, signer=key)
+    finally:
+        parts = buf = None
+        _close_quietly(mapping)
+
+
+def encrypt_file(path: str | os.PathLike[str], encryption: Encryption, output: str | os.PathLike[str] | None = None) -> int:
+    """Encrypt an unencrypted, unsigned ``.mle`` file (stored bytes as they are, compressed or not).
+
+    Prefer ``write_mle(..., encryption=...)`` (or ``export_model(encrypt_key=...)``)
+    so the plaintext never reaches the disk.
+    """
+    buf, mapping, _, flags, sections = _map_checked(path)
+    try:
+        if flags & FILE_ENCRYPTED:
+            raise ValueError(f"{os.fspath(path)} is already encrypted")
+        if flags & FILE_SIGNED:
+            raise ValueError(f"{os.fspath(path)} is signed: encrypt the unsigned file, then sign the encrypted one")
+        crypt = (encryption, encryption.section())
+        parts = _stored_parts(buf, sections, encrypt=True) + [_bytes_part(KIND_ENCRYPTION, 0, crypt[1])]
+        return _write_file(output or path, parts, encryption=crypt)
+    finally:
+        parts = buf = None
+        _close_quietly(mapping)
+
+
+def _close_quietly(mapping: mmap.mmap) -> None:
+    try:
+        mapping.close()
+    except BufferError:
+        pass  # a view is still referenced (e.g. by a traceback); the mapping closes when it is collected
 
 
 # --------------------------------------------------------------------------- reading
@@ -332,7 +523,48 @@ def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
     return out
 
 
-def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
+def _check_header_flags(version: int, flags: int) -> None:
+    if version == 1 and flags:
+        state = "mark a signed or encrypted file" if flags & (FILE_SIGNED | FILE_ENCRYPTED) else "set unknown bits"
+        raise MLEFormatError(f"header flags {flags:#x} {state}, which format version 1 does not support; expected 0")
+    if flags & ~(FILE_SIGNED | FILE_ENCRYPTED):
+        raise MLEFormatError(f"header flags {flags:#x} set unknown bits; known: 0x1 signed, 0x2 encrypted")
+
+
+def _check_entry(version: int, file_flags: int, index: int, count: int, kind_id: int, sflags: int, crc: int, length: int, raw_length: int, where: str) -> None:
+    """Per-entry rules of SPEC.md §4 that depend on the kind and the file flags."""
+    kind = _KIND_NAMES.get(kind_id)
+    known = _REQUIRED_KINDS if version == 1 else tuple(_KIND_NAMES)
+    if kind_id not in known:
+        state = "reserved for format version 2" if kind else "unknown"
+        raise MLEFormatError(f"{where}: section kind {kind_id} is {state}; version {version} knows kinds {known[0]}-{known[-1]}")
+    if kind_id in _REQUIRED_KINDS:
+        allowed = SECTION_ZSTD | (SECTION_ENCRYPTED if file_flags & FILE_ENCRYPTED else 0)
+        if sflags & ~allowed:
+            raise MLEFormatError(
+                f"{where}: flags {sflags:#x} set unknown or reserved bits "
+                f"(known here: 0x1 zstd{', 0x2 encrypted' if allowed & SECTION_ENCRYPTED else ''})"
+            )
+        if file_flags & FILE_ENCRYPTED and not sflags & SECTION_ENCRYPTED:
+            raise MLEFormatError(f"{where}: the file is encrypted but this section is not")
+        if not sflags & (SECTION_ZSTD | SECTION_ENCRYPTED) and raw_length != length:
+            raise MLEFormatError(f"{where}: uncompressed but raw length {raw_length} != stored length {length}")
+        return
+    if sflags:
+        raise MLEFormatError(f"{where}: flags {sflags:#x} must be 0 for a {kind} section")
+    if raw_length != length:
+        raise MLEFormatError(f"{where}: raw length {raw_length} != stored length {length}")
+    flag = FILE_SIGNED if kind_id == KIND_SIGNATURE else FILE_ENCRYPTED
+    if not file_flags & flag:
+        raise MLEFormatError(f"{where}: a {kind} section in a file whose header does not mark it signed or encrypted")
+    if kind_id == KIND_SIGNATURE:
+        if index != count - 1:
+            raise MLEFormatError(f"{where}: the signature section must be the last section")
+        if length != SIGNATURE_SIZE or crc != 0:
+            raise MLEFormatError(f"{where}: expected {SIGNATURE_SIZE} bytes and checksum field 0, found {length} and {crc:#x}")
+
+
+def _parse_header(buf: np.ndarray) -> tuple[int, int, list[SectionInfo]]:
     n = len(buf)
     if n < HEADER_SIZE:
         raise MLEFormatError(f"file is {n} bytes, shorter than the {HEADER_SIZE}-byte header (truncated?)")
@@ -348,10 +580,7 @@ def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
     (header_crc,) = _HEADER_CRC.unpack_from(buf, _HEADER.size)
     if zlib.crc32(buf[: _HEADER.size]) != header_crc:
         raise MLEFormatError("header checksum mismatch: the header is corrupted")
-    if flags & (FILE_SIGNED | FILE_ENCRYPTED):
-        raise MLEFormatError(f"header flags {flags:#x} mark a signed or encrypted file, not supported by format version 1")
-    if flags:
-        raise MLEFormatError(f"header flags {flags:#x} set unknown bits; expected 0")
+    _check_header_flags(version, flags)
     if any(reserved):
         raise MLEFormatError("header reserved bytes 40..59 must be zero")
     if file_size != n:
@@ -372,15 +601,9 @@ def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
         kind_id, sflags, crc, offset, length, raw_length = _ENTRY.unpack_from(buf, table_off + i * _ENTRY.size)
         kind = _KIND_NAMES.get(kind_id)
         where = f"section {i} ({kind or f'kind {kind_id}'})"
-        if kind_id not in _REQUIRED_KINDS:
-            state = "reserved for a later format version" if kind else "unknown"
-            raise MLEFormatError(f"{where}: section kind {kind_id} is {state}; version 1 knows kinds 1-4")
+        _check_entry(version, flags, i, count, kind_id, sflags, crc, length, raw_length, where)
         if any(s.kind_id == kind_id for s in sections):
             raise MLEFormatError(f"{where}: duplicate {kind} section")
-        if sflags & ~SECTION_ZSTD:
-            raise MLEFormatError(f"{where}: flags {sflags:#x} set unknown or reserved bits (only bit 0, zstd, is known)")
-        if not sflags & SECTION_ZSTD and raw_length != length:
-            raise MLEFormatError(f"{where}: uncompressed but raw length {raw_length} != stored length {length}")
         if offset != _align(cursor):
             raise MLEFormatError(
                 f"{where}: starts at byte {offset}, expected {_align(cursor)} "
@@ -391,14 +614,24 @@ def _parse_header(buf: np.ndarray) -> tuple[int, list[SectionInfo]]:
             raise MLEFormatError(f"{where}: bytes {offset}..{end} run past the end of the {n}-byte file")
         if buf[cursor:offset].any():
             raise MLEFormatError(f"{where}: padding bytes before the section must be zero")
-        sections.append(SectionInfo(kind, kind_id, sflags, offset, length, raw_length, crc))
+        sections.append(SectionInfo(kind, kind_id, sflags, offset, length, raw_length, crc))  # type: ignore[arg-type]
         cursor = end
     if cursor != n:
         raise MLEFormatError(f"sections end at byte {cursor} but the file is {n} bytes (trailing bytes)")
-    missing = [_KIND_NAMES[k] for k in _REQUIRED_KINDS if all(s.kind_id != k for s in sections)]
+    present = {s.kind_id for s in sections}
+    missing = [_KIND_NAMES[k] for k in _REQUIRED_KINDS if k not in present]
     if missing:
         raise MLEFormatError(f"required section(s) missing: {', '.join(missing)}")
-    return version, sections
+    for flag, kind_id in ((FILE_SIGNED, KIND_SIGNATURE), (FILE_ENCRYPTED, KIND_ENCRYPTION)):
+        if flags & flag and kind_id not in present:
+            raise MLEFormatError(f"header flags mark the file signed or encrypted, but it has no {_KIND_NAMES[kind_id]} section")
+    return version, flags, sections
+
+
+def _check_crcs(buf: np.ndarray, sections: list[SectionInfo]) -> None:
+    for s in sections:
+        if s.kind_id != KIND_SIGNATURE and zlib.crc32(buf[s.offset : s.offset + s.length]) != s.checksum:
+            raise MLEFormatError(f"{s.kind} section: checksum mismatch, the section is corrupted")
 
 
 def _int(value: Any, where: str, field: str) -> int:
@@ -466,11 +699,51 @@ def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _parse(buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: int) -> MLEFile:
-    version, sections = _parse_header(buf)
-    for s in sections:
-        if zlib.crc32(buf[s.offset : s.offset + s.length]) != s.checksum:
-            raise MLEFormatError(f"{s.kind} section: checksum mismatch, the section is corrupted")
+def _unverifiable(error: MLEFormatError) -> MLESecurityError:
+    """A signature was required, but the file is too damaged to find or check it."""
+    return MLESecurityError(f"the signature cannot be verified, the file is damaged or was tampered with: {error}")
+
+
+def _public_keys(public_key: Any) -> list[Any]:
+    keys = list(public_key) if isinstance(public_key, (list, tuple)) else [public_key]
+    if not keys:
+        raise MLESecurityError("public_key= is an empty list: no key to verify the signature with")
+    return [load_public_key(k) for k in keys]
+
+
+def _parse(
+    buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: int,
+    public_key: Any, key: Any, password: Any,
+) -> MLEFile:
+    try:
+        version, flags, sections = _parse_header(buf)
+    except MLEFormatError as e:
+        if public_key is None:
+            raise
+        raise _unverifiable(e) from None
+    by_kind = {s.kind_id: s for s in sections}
+    signature = by_kind.get(KIND_SIGNATURE)
+    signer = None
+    if public_key is not None:
+        if signature is None:
+            raise MLESecurityError("the file is not signed, but a signature was required (sign it with mle-sign)")
+        keys = _public_keys(public_key)
+        try:
+            signer = verify_signature(buf, signature.offset, keys)
+        except MLEFormatError as e:
+            raise _unverifiable(e) from None
+    elif signature is not None:
+        check_signature_layout(buf[signature.offset : signature.offset + signature.length])
+    _check_crcs(buf, sections)
+    encryption = by_kind.get(KIND_ENCRYPTION)
+    decryptor = None
+    if encryption is not None:
+        if key is None and password is None:
+            raise MLESecurityError("the file is encrypted: pass key= (32 raw bytes) or password=")
+        stored = buf[encryption.offset : encryption.offset + encryption.length]
+        decryptor = Decryptor(stored, version, key=key, password=password)
+    elif key is not None or password is not None:
+        raise MLESecurityError("a key or password was given, but the file is not encrypted (was it replaced?)")
     total_raw = sum(s.raw_length for s in sections if s.compressed)
     if total_raw > max_decompressed_bytes:
         raise MLEFormatError(
@@ -479,8 +752,16 @@ def _parse(buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: i
         )
     decoded: dict[str, np.ndarray] = {}
     for s in sections:
+        if s.kind_id not in _REQUIRED_KINDS:
+            continue
+        where = f"{s.kind} section"
         stored = buf[s.offset : s.offset + s.length]
-        decoded[s.kind] = _decompress(stored, s.raw_length, f"{s.kind} section") if s.compressed else stored
+        if decryptor is not None:
+            plain = decryptor.plain_length(s.length, where)
+            if not s.compressed and plain != s.raw_length:
+                raise MLEFormatError(f"{where}: decrypts to {plain} bytes, section table says {s.raw_length}")
+            stored = decryptor.decrypt(stored, s.kind_id, s.flags, s.raw_length, where)
+        decoded[s.kind] = _decompress(stored, s.raw_length, where) if s.compressed else stored
     metadata = unpack_plain(memoryview(decoded["metadata"]), "metadata")
     graph = unpack_plain(memoryview(decoded["graph"]), "graph")
     for kind, value in (("metadata", metadata), ("graph", graph)):
@@ -497,14 +778,39 @@ def _parse(buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: i
         sections=sections,
         buffer=buf,
         mapping=mapping,
+        signer=signer,
     )
 
 
-def read_mle(source: Source, *, max_decompressed_bytes: int = 4 << 30) -> MLEFile:
+def read_mle(
+    source: Source,
+    *,
+    max_decompressed_bytes: int = 4 << 30,
+    public_key: Any = None,
+    key: bytes | None = None,
+    password: str | bytes | None = None,
+) -> MLEFile:
     """Open and fully validate a ``.mle`` file given as a path or as bytes.
 
-    Uncompressed tensors are read-only zero-copy views of the file's mmap (or
-    of the given bytes). Raises :class:`MLEFormatError` for any invalid file.
+    Uncompressed tensors of unencrypted files are read-only zero-copy views of
+    the file's mmap (or of the given bytes); encrypted or compressed sections
+    are decoded into memory, never to disk.
+
+    Args:
+      source: a path, or the file's bytes.
+      max_decompressed_bytes: refuse files whose compressed sections declare
+        more than this many bytes in all, before allocating anything.
+      public_key: if given (an Ed25519 key, raw 32 bytes, PEM, a key file
+        path, or a list of those), the file must carry a signature by one of
+        these keys over its whole content; it is checked before any section is
+        read. ``MLEFile.signer`` is then the raw key that verified.
+      key, password: the AES-256 key (32 raw bytes) or password of an
+        encrypted file; giving one for an unencrypted file is an error.
+
+    Raises:
+      MLEFormatError: the file is invalid.
+      MLESecurityError: a missing or bad signature, a missing or wrong key or
+        password, or encrypted data that fails authentication.
     """
     mapping: mmap.mmap | None = None
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -515,17 +821,15 @@ def read_mle(source: Source, *, max_decompressed_bytes: int = 4 << 30) -> MLEFil
         with open(source, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < HEADER_SIZE:
-                raise MLEFormatError(f"{prefix}file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+                error = MLEFormatError(f"{prefix}file is {size} bytes, shorter than the {HEADER_SIZE}-byte header")
+                raise error if public_key is None else _unverifiable(error)
             mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         buf = np.frombuffer(mapping, np.uint8)
     buf.flags.writeable = False
     try:
-        return _parse(buf, mapping, max_decompressed_bytes)
-    except MLEFormatError as e:
+        return _parse(buf, mapping, max_decompressed_bytes, public_key, key, password)
+    except (MLEFormatError, MLESecurityError) as e:
         del buf
         if mapping is not None:
-            try:
-                mapping.close()
-            except BufferError:
-                pass  # a traceback still references a view; the mapping closes when it is collected
-        raise MLEFormatError(f"{prefix}{e}") from None
+            _close_quietly(mapping)
+        raise type(e)(f"{prefix}{e}") from None

@@ -1,5 +1,8 @@
 """Core tensor ops: arithmetic, matmul, activations, heads.
 
+Heads that must reproduce scikit-learn's float64 rounding where float32 would
+differ visibly (``LogisticPairFloat64``, ``LogSoftmaxFloat64``) say so.
+
 Every rule computes in the dtype of its inputs (float32 for models exported
 by mlejax). Matrix products use full float32 precision on every backend, so
 GPUs do not silently drop to TF32.
@@ -56,6 +59,7 @@ def _unary(fn):
 
 for _name, _fn in {
     "Identity": lambda x: x,
+    "LogSigmoid": jax.nn.log_sigmoid,
     "Relu": jax.nn.relu,
     "Tanh": jnp.tanh,
     "Sigmoid": jax.nn.sigmoid,
@@ -89,6 +93,12 @@ def _argmax(node: Node, x):
 def _greater(node: Node, x):
     """``x > threshold`` as int32 (binary labels from a decision value or a probability)."""
     return (x > node.attrs.get("threshold", 0.0)).astype(jnp.int32)
+
+
+@register_rule("GreaterEqual")
+def _greater_equal(node: Node, x):
+    """``x >= threshold`` (attr, default 0) as int32; NaN gives 0."""
+    return (x >= node.attrs.get("threshold", 0.0)).astype(jnp.int32)
 
 
 @register_rule("TwoClassProba")
@@ -136,3 +146,48 @@ def _take(node: Node, x, indices):
 @register_rule("Cast")
 def _cast(node: Node, x):
     return x.astype(node.attrs["dtype"])
+
+
+#: float64 ``exp(-x)`` overflows past this, so ``1 / (1 + exp(-x))`` is exactly 0 below ``-EXP_OVERFLOW_64``.
+EXP_OVERFLOW_64 = 709.782712893384
+#: float64 ``exp(x)`` is exactly 0 below this.
+_EXP_UNDERFLOW = -745.1332191019412
+
+
+@register_rule("LogisticPairFloat64")
+def _logistic_pair_float64(node: Node, z):
+    """``[1 - expit(z), expit(z)]`` as [B, 2] from ``z`` of shape [B] or [B, 1], or its log (attr ``log``),
+    rounded as scikit-learn's float64 computes it.
+
+    scikit-learn computes ``1 - expit(z)`` in float64 with
+    ``expit(z) = 1 / (1 + exp(-z))``: ``1 + exp(-z)`` lands on the 2**-52 grid
+    above 1, so for ``z > 0`` the first column is ``round(exp(-z) * 2**52) / 2**52``
+    (exactly 0 past ``z ≈ 36.7``, where the log is ``-inf``). That grid is
+    coarser than float32 only where ``exp(-z) < 2**-28``; there it is
+    reproduced (scalings by powers of two are exact), elsewhere the first
+    column is ``expit(-z)``, free of the cancellation of ``1 - p``. ``expit(z)``
+    is exactly 0 below ``z ≈ -709.78``. Logs are taken without float32
+    underflow (``log_sigmoid``).
+    """
+    z = z.reshape(z.shape[0])
+    grid = jnp.asarray(2.0**52, z.dtype)
+    e = jnp.exp(-jnp.maximum(z, 0.0))
+    coarse = (z > 0) & (e * grid < 2.0**24)
+    q_coarse = jnp.round(e * grid) / grid
+    if node.attrs.get("log", False):
+        first = jnp.where(coarse, jnp.log(q_coarse), jax.nn.log_sigmoid(-z))
+        second = jnp.where(z < -EXP_OVERFLOW_64, -jnp.inf, jax.nn.log_sigmoid(z))
+    else:
+        first = jnp.where(coarse, q_coarse, jax.nn.sigmoid(-z))
+        second = jax.nn.sigmoid(z)
+    return jnp.stack([first, second], axis=1)
+
+
+@register_rule("LogSoftmaxFloat64")
+def _log_softmax_float64(node: Node, x):
+    """``log(softmax(x))`` over the last axis, ``-inf`` where float64 ``exp(x - max)`` underflows to 0.
+
+    This is scikit-learn's ``np.log(softmax(x))``: finite down to about -745, then ``-inf``.
+    """
+    shifted = x - jnp.max(x, axis=-1, keepdims=True)
+    return jnp.where(shifted < _EXP_UNDERFLOW, -jnp.inf, jax.nn.log_softmax(x, axis=-1))

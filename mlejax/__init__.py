@@ -9,11 +9,13 @@ Example:
 
 __version__ = "0.1.0"
 
+from .compression import CompressionUtils
 from .export import ExportReport, export_model
 from .exporters import register_converter, supported_models
 from .format.errors import InputError, MLEError, MLEFormatError, MLESecurityError, UnsupportedModelError
 from .inspect import inspect_model
 from .model import Model, load_model
+from .security import SecurityUtils
 
 __all__ = [
     "__version__",
@@ -24,6 +26,8 @@ __all__ = [
     "inspect_model",
     "supported_models",
     "register_converter",
+    "SecurityUtils",
+    "CompressionUtils",
     "MLEError",
     "MLEFormatError",
     "MLESecurityError",

@@ -13,6 +13,8 @@ import numpy as np
 from .format import read_mle
 from .format.errors import InputError, MLEFormatError
 from .format.graph import Graph, ValueInfo
+from .format.policy import check_policy, signature_keys
+from .host import HostEncoder
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
 
@@ -37,11 +39,19 @@ def load_model(
     batch_buckets: str | Sequence[int] | None = "pow2",
     max_tile: int = DEFAULT_MAX_TILE,
     warmup: Sequence[int] | None = None,
+    verify_signature: bool | None = None,
+    public_key: Any = None,
+    key: bytes | None = None,
+    password: str | None = None,
+    max_decompressed_bytes: int = 4 << 30,
 ) -> "Model":
     """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
 
     Nothing is compiled until the first call (or ahead of time for the batch
     sizes in ``warmup``). No pickle and no training framework is imported.
+    Order: signature (if verified) over the raw file, then checksums,
+    decryption in memory, decoding, the model's access policy
+    (:mod:`mlejax.format.policy`), and graph validation.
 
     Args:
       path: the ``.mle`` file.
@@ -50,8 +60,22 @@ def load_model(
         size rarely recompiles; a list of sizes; or ``None`` for exact shapes.
       max_tile: batches above this many rows are run in tiles of this size.
       warmup: batch sizes to compile for now, for every method.
+      verify_signature: ``True`` requires a valid Ed25519 signature by
+        ``public_key`` (or a key listed in ``MLEJAX_TRUSTED_KEYS``); ``None``
+        verifies when ``public_key`` is given or this machine requires
+        signatures (``MLEJAX_REQUIRE_SIGNATURE=1`` or the security config);
+        ``False`` skips it. Failures raise :class:`MLESecurityError`.
+      public_key: Ed25519 public key(s): key object, raw 32 bytes, PEM or path.
+      key, password: decrypt an encrypted file (32-byte AES key, or password).
+      max_decompressed_bytes: refuse compressed files that would expand past this.
     """
-    mfile = read_mle(os.fspath(path))
+    from . import __version__
+
+    keys = signature_keys(verify_signature, public_key)
+    mfile = read_mle(
+        os.fspath(path), public_key=keys, key=key, password=password, max_decompressed_bytes=max_decompressed_bytes
+    )
+    check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
     model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile)
     for n in warmup or ():
         model.warmup(n)
@@ -91,6 +115,7 @@ class Model:
         self.metadata: dict = mfile.metadata
         self.graph: Graph = Graph.from_dict(mfile.graph, set(mfile.tensors))
         self.methods: dict[str, str] = _check_methods(self.metadata, self.graph)
+        self._host = HostEncoder.from_metadata(self.metadata)  # None unless string columns are encoded on the host
         self.classes_ = _decode_classes(self.metadata.get("classes"))
         first = self.graph.inputs[0]
         self.n_features_in_: int | None = first.shape[1] if len(first.shape) == 2 else None
@@ -239,6 +264,8 @@ class Model:
         if len(inputs) != len(self.graph.inputs):
             names = [i.name for i in self.graph.inputs]
             raise InputError(f"this model takes {len(names)} input(s) {names}, got {len(inputs)}")
+        if self._host is not None:
+            inputs = [self._host.apply(inputs[0]), *inputs[1:]]
         arrays = [_prepare(x, info) for x, info in zip(inputs, self.graph.inputs)]
         n = {a.shape[0] for a in arrays}
         if len(n) != 1:
@@ -329,5 +356,5 @@ def _decode_classes(spec: Any) -> np.ndarray | None:
         if np_dtype.kind not in "biufU":
             raise ValueError(f"label dtype {dtype} is not allowed")
         return np.asarray(values, dtype=np_dtype)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise MLEFormatError(f"metadata.classes: {exc}") from None

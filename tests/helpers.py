@@ -25,8 +25,8 @@ def assert_close(ours, native, tol: float = TOL, what: str = "") -> float:
     same = (ours == native) | (np.isnan(ours) & np.isnan(native))
     with np.errstate(invalid="ignore"):
         err = np.where(same, 0.0, np.abs(ours - native))
-    bound = tol * (1 + np.abs(native))
-    bad = ~(err <= bound)
+    bound = np.where(np.isfinite(native), tol * (1 + np.abs(native)), 0.0)  # infinities must match exactly
+    bad = ~(same | (err <= bound))  # NaN where native is NaN would make the bound NaN
     assert not bad.any(), f"{what}: {bad.sum()} values off; worst abs error {np.nanmax(err)} (bound {tol}*(1+|native|))"
     return float(err.max()) if err.size else 0.0
 

@@ -19,14 +19,7 @@ import zstandard
 
 from mlejax.format import MLEFormatError, read_mle, write_mle
 
-HEADER = struct.Struct("<8sIIIIQQ20sI")  # magic version flags count table_crc table_off file_size reserved crc
-ENTRY = struct.Struct("<HHIQQQ")  # kind flags checksum offset stored_length raw_length
-MAGIC = b"\x89MLE\r\n\x1a\n"
-META, GRAPH, INDEX, DATA = 1, 2, 3, 4
-
-
-def _align(n: int) -> int:
-    return -(-n // 64) * 64
+from mle_bytes import DATA, ENTRY, GRAPH, INDEX, META, build, fix_checksums, seal, sections_of, set_entry, set_header
 
 
 def make_file(tmp_path, compression: str | None = None, **tensors: np.ndarray) -> bytes:
@@ -40,63 +33,6 @@ def make_file(tmp_path, compression: str | None = None, **tensors: np.ndarray) -
         compression=compression,
     )
     return path.read_bytes()
-
-
-def sections_of(raw: bytes) -> list[list[Any]]:
-    """[kind, flags, stored payload, raw_length] per section of a valid file."""
-    count = HEADER.unpack_from(raw)[3]
-    out = []
-    for i in range(count):
-        kind, flags, _, off, length, raw_len = ENTRY.unpack_from(raw, 64 + i * 32)
-        out.append([kind, flags, raw[off : off + length], raw_len])
-    return out
-
-
-def build(sections: list[list[Any]], *, version: int = 1, flags: int = 0) -> bytes:
-    """Lay out sections canonically with correct checksums."""
-    pos = 64 + 32 * len(sections)
-    table, body = b"", b""
-    for kind, sflags, payload, raw_len in sections:
-        off = _align(pos)
-        body += bytes(off - pos) + payload
-        table += ENTRY.pack(kind, sflags, zlib.crc32(payload), off, len(payload), raw_len)
-        pos = off + len(payload)
-    return seal(HEADER.pack(MAGIC, version, flags, len(sections), zlib.crc32(table), 64, pos, bytes(20), 0) + table + body)
-
-
-def seal(raw: bytes) -> bytes:
-    """Recompute the header checksum only."""
-    raw = bytearray(raw)
-    raw[60:64] = struct.pack("<I", zlib.crc32(raw[:60]))
-    return bytes(raw)
-
-
-def fix_checksums(raw: bytes) -> bytes:
-    """Recompute section, table and header checksums for whatever the table now says."""
-    raw = bytearray(raw)
-    count = HEADER.unpack_from(raw)[3]
-    for i in range(min(count, (len(raw) - 64) // 32)):
-        at = 64 + i * 32
-        kind, flags, _, off, length, raw_len = ENTRY.unpack_from(raw, at)
-        ENTRY.pack_into(raw, at, kind, flags, zlib.crc32(raw[off : off + length]), off, length, raw_len)
-    raw[20:24] = struct.pack("<I", zlib.crc32(raw[64 : 64 + 32 * count]))
-    return seal(raw)
-
-
-def set_entry(raw: bytes, i: int, **fields: int) -> bytes:
-    raw = bytearray(raw)
-    names = ["kind", "flags", "checksum", "offset", "length", "raw_length"]
-    values = dict(zip(names, ENTRY.unpack_from(raw, 64 + i * 32)))
-    values.update(fields)
-    ENTRY.pack_into(raw, 64 + i * 32, *values.values())
-    return fix_checksums(raw)
-
-
-def set_header(raw: bytes, **fields: Any) -> bytes:
-    names = ["magic", "version", "flags", "count", "table_crc", "table_off", "file_size", "reserved", "crc"]
-    values = dict(zip(names, HEADER.unpack_from(raw)))
-    values.update(fields)
-    return seal(HEADER.pack(*values.values()) + raw[64:])
 
 
 def with_section(raw: bytes, kind: int, value: Any = None, *, payload: bytes | None = None) -> bytes:
@@ -131,6 +67,19 @@ def test_builder_reproduces_writer(raw):
     assert build(sections_of(raw)) == raw
     assert fix_checksums(raw) == raw
     read_mle(raw)
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_version_1_files_still_read(tmp_path, compression):
+    raw = make_file(tmp_path, compression)
+    v1 = build(sections_of(raw), version=1)
+    f = read_mle(v1)
+    assert f.format_version == 1 and f.metadata["classes"] == ["a", "b"]
+    np.testing.assert_array_equal(f.tensors["w"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    secs = sections_of(raw)
+    bad(build(secs + [[5, 0, bytes(104), 104]], version=1, flags=1), "version 1 does not support")
+    bad(build(secs + [[6, 0, b"x", 1]], version=1), "kind 6 is reserved for format version 2")
+    bad(build([[k, f | 2, p, r] for k, f, p, r in secs], version=1), "unknown or reserved bits")
 
 
 # --------------------------------------------------------------------------- whole-file damage
@@ -176,16 +125,17 @@ def test_bad_magic(raw):
     bad(b"\0" * 200, "not a .mle file")
 
 
-@pytest.mark.parametrize("version", [0, 2, 2**32 - 1])
+@pytest.mark.parametrize("version", [0, 3, 2**32 - 1])
 def test_unsupported_version(raw, version):
     err = bad(set_header(raw, version=version), f"format version {version} is not supported")
-    assert "versions 1 to 1" in str(err)
-    if version > 1:
+    assert "versions 1 to 2" in str(err)
+    if version > 2:
         assert "upgrade mlejax" in str(err)
 
 
 def test_header_fields(raw):
-    bad(set_header(raw, flags=1), "signed or encrypted")
+    bad(set_header(raw, flags=1), "signed or encrypted, but it has no signature section")
+    bad(set_header(raw, flags=2), "the file is encrypted but this section is not")
     bad(set_header(raw, flags=0x100), "unknown bits")
     bad(set_header(raw, reserved=b"\1" + bytes(19)), "reserved bytes")
     bad(set_header(raw, file_size=2**63), "header records")
@@ -230,8 +180,9 @@ def test_section_kinds(raw):
     bad(build(secs[:3]), "missing: tensor_data")
     bad(build(secs + [secs[0]]), "duplicate metadata")
     bad(build(secs + [[99, 0, b"x", 1]]), "kind 99 is unknown")
-    bad(build(secs + [[5, 0, b"x" * 64, 64]]), "signature.*reserved")
-    bad(build(secs + [[6, 0, b"x", 1]]), "encryption.*reserved")
+    bad(build(secs + [[7, 0, b"x", 1]]), "kind 7 is unknown; version 2 knows kinds 1-6")
+    bad(build(secs + [[5, 0, b"x" * 64, 64]]), "signature section in a file whose header does not mark it")
+    bad(build(secs + [[6, 0, b"x", 1]]), "encryption section in a file whose header does not mark it")
     bad(build([[k, f | 2, p, r] for k, f, p, r in secs]), "unknown or reserved bits")
     bad(build([[k, f | 0x8000, p, r] for k, f, p, r in secs]), "unknown or reserved bits")
 

@@ -1,0 +1,151 @@
+"""scikit-learn decomposition: PCA, IncrementalPCA, TruncatedSVD, KernelPCA, FastICA (transform).
+
+Linear projections centre first and then project, ``(x - mean_) @ W``
+(whitening folded into ``W`` in float64), which is scikit-learn's
+``x @ W - mean_ @ W`` rearranged to avoid float32 cancellation.
+``PCA.score_samples`` is the probabilistic-PCA log-likelihood with the
+precision matrix factored as ``L Lᵀ`` at export.
+
+KernelPCA keeps its training rows (``X_fit_``) in the file; the centred
+kernel product ``K_c @ A`` (``A`` the scaled eigenvectors) is computed as
+``K @ A - k_rows @ A - (mean_j K_ij - k_all) * sum(A)`` from the stored
+``KernelCenterer`` statistics, with ``K`` built chunk by chunk.
+
+NMF is not supported: its ``transform`` runs an iterative solver whose stopping
+test is global over the batch, so a row's result depends on the other rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..format.errors import UnsupportedModelError
+from ._common import linear
+from .registry import ExportContext, register_converter
+
+
+def _centred_projection(ctx: ExportContext, x: str, mean, weight: np.ndarray, hint: str) -> str:
+    """``(x - mean) @ weight.T`` (no centring when ``mean`` is None); ``weight`` is [K, F]."""
+    if mean is not None:
+        x = ctx.builder.op("Sub", x, ctx.builder.tensor(f"{hint}.mean", mean, np.float32))
+    return linear(ctx, x, weight, np.zeros(weight.shape[0]), hint=hint)
+
+
+def convert_pca(model, x: str, ctx: ExportContext) -> dict:
+    """PCA / IncrementalPCA: centred projection, whitened like scikit-learn (scale clipped at eps)."""
+    weight = np.asarray(model.components_, dtype=np.float64)
+    if model.whiten:
+        variance = np.asarray(model.explained_variance_)
+        scale = np.sqrt(variance.astype(np.float64))
+        scale[scale < np.finfo(variance.dtype).eps] = np.finfo(variance.dtype).eps
+        weight = weight / scale[:, None]
+    out = {"transform": _centred_projection(ctx, x, model.mean_, weight, "pca")}
+    if hasattr(model, "score_samples"):
+        score = _pca_log_likelihood(model, x, ctx)
+        if score is not None:
+            out["score_samples"] = score
+    return out
+
+
+def _pca_log_likelihood(model, x: str, ctx: ExportContext) -> str | None:
+    """``-0.5 * (x - mean)ᵀ P (x - mean) - 0.5 * (F log 2π - log det P)`` with ``P = get_precision()``.
+
+    ``None`` (the method is left out) when the model's covariance is singular:
+    scikit-learn's own ``score_samples`` fails or is meaningless there.
+    """
+    b = ctx.builder
+    try:
+        precision = np.asarray(model.get_precision(), dtype=np.float64)
+    except np.linalg.LinAlgError:
+        return None
+    precision = (precision + precision.T) / 2
+    eigval, eigvec = np.linalg.eigh(precision)
+    if not eigval.min() > 0:
+        return None
+    factor = eigvec * np.sqrt(eigval)  # factor @ factor.T == precision
+    n_features = precision.shape[0]
+    const = -0.5 * (n_features * np.log(2 * np.pi) - np.log(eigval).sum())
+    mean = np.asarray(model.mean_, dtype=np.float64)[None, :]
+    quad = b.op(
+        "GaussianMahalanobis", x, b.tensor("pca.mean_row", mean, np.float32), b.tensor("pca.precision_factor", factor, np.float32),
+        covariance_type="tied",
+    )
+    scaled = b.op("Mul", b.op("Squeeze", quad, axis=1), b.tensor("pca.minus_half", np.array([-0.5]), np.float32))
+    return b.op("Add", scaled, b.tensor("pca.log_const", np.array([const]), np.float32))
+
+
+def convert_truncated_svd(model, x: str, ctx: ExportContext) -> dict:
+    """TruncatedSVD: ``x @ components_.T`` (no centring)."""
+    return {"transform": _centred_projection(ctx, x, None, np.asarray(model.components_), "svd")}
+
+
+def convert_fast_ica(model, x: str, ctx: ExportContext) -> dict:
+    """FastICA: ``(x - mean_) @ components_.T`` when whitened, else ``x @ components_.T``."""
+    mean = model.mean_ if model.whiten else None
+    return {"transform": _centred_projection(ctx, x, mean, np.asarray(model.components_), "ica")}
+
+
+_KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
+
+
+def convert_kernel_pca(model, x: str, ctx: ExportContext) -> dict:
+    """KernelPCA: centred kernel against the stored training rows times the scaled eigenvectors.
+
+    The linear kernel is exactly a centred projection, ``(x - μ) @ (X_fit - μ)ᵀ A``,
+    so it is exported as one (folded in float64; no training rows stored).
+    """
+    b = ctx.builder
+    if model.kernel not in _KERNELS:
+        raise UnsupportedModelError(
+            f"KernelPCA with kernel={model.kernel!r} is not supported; supported kernels: {', '.join(_KERNELS)}"
+        )
+    eigenvalues = np.asarray(model.eigenvalues_, dtype=np.float64)
+    vectors = np.asarray(model.eigenvectors_, dtype=np.float64)
+    alphas = np.zeros_like(vectors)
+    nz = np.flatnonzero(eigenvalues)
+    alphas[:, nz] = vectors[:, nz] / np.sqrt(eigenvalues[nz])
+    fit_x = np.asarray(model.X_fit_, dtype=np.float64)
+    if model.kernel == "linear":
+        mean = fit_x.mean(axis=0)
+        return {"transform": _centred_projection(ctx, x, mean, ((fit_x - mean).T @ alphas).T, "kpca")}
+    gamma = model.gamma_ if hasattr(model, "gamma_") else model.gamma
+    product, row_mean = b.node(
+        "KernelProduct",
+        [x, b.tensor("kpca.X_fit", fit_x, np.float32), b.tensor("kpca.alphas", alphas, np.float32)],
+        n_outputs=2,
+        kernel=model.kernel,
+        gamma=float(gamma if gamma is not None else 1.0 / fit_x.shape[1]),
+        coef0=float(model.coef0),
+        degree=_integral(model.degree),
+    )
+    # K_c @ A = K @ A - (k_rows @ A) - (row_mean - k_all) * colsum(A), with KernelCenterer's k_rows, k_all
+    centerer = model._centerer
+    k_rows = np.asarray(centerer.K_fit_rows_, dtype=np.float64)
+    colsum = b.tensor("kpca.alpha_colsum", alphas.sum(axis=0)[None, :], np.float32)
+    k_all = b.tensor("kpca.k_all", np.array([float(centerer.K_fit_all_)]), np.float32)
+    shift = b.op("Sub", b.op("Reshape", row_mean, shape=[1]), k_all)
+    centred = b.op("Sub", product, b.tensor("kpca.row_term", k_rows @ alphas, np.float32))
+    return {"transform": b.op("Sub", centred, b.op("MatMul", shift, colsum))}
+
+
+def _integral(v: float) -> int | float:
+    """``v`` as an int when it is integral (an integer power keeps negative bases finite)."""
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def convert_nmf(model, x: str, ctx: ExportContext) -> dict:
+    """NMF / MiniBatchNMF: not supported (see the module docstring)."""
+    raise UnsupportedModelError(
+        f"{type(model).__name__}.transform is not supported: it runs an iterative solver whose stopping test is "
+        "global over the batch, so results depend on which rows are scored together. Supported decompositions: "
+        "PCA, IncrementalPCA, TruncatedSVD, KernelPCA, FastICA"
+    )
+
+
+register_converter("sklearn.PCA", convert_pca)
+register_converter("sklearn.IncrementalPCA", convert_pca)
+register_converter("sklearn.TruncatedSVD", convert_truncated_svd)
+register_converter("sklearn.FastICA", convert_fast_ica)
+register_converter("sklearn.KernelPCA", convert_kernel_pca)
+register_converter("sklearn.NMF", convert_nmf)
+register_converter("sklearn.MiniBatchNMF", convert_nmf)
