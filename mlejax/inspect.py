@@ -12,9 +12,12 @@ from .lowering import registered_ops
 __all__ = ["inspect_model"]
 
 
-def inspect_model(path: str | os.PathLike) -> dict:
-    """Metadata, inputs, outputs, op counts, tensor sizes and recommendations of a ``.mle`` file."""
-    with read_mle(os.fspath(path)) as f:
+def inspect_model(path: str | os.PathLike, *, key: bytes | None = None, password: str | None = None) -> dict:
+    """Metadata, inputs, outputs, op counts, tensor sizes and recommendations of a ``.mle`` file.
+
+    An encrypted file needs its ``key`` or ``password``.
+    """
+    with read_mle(os.fspath(path), key=key, password=password) as f:
         graph = Graph.from_dict(f.graph, set(f.tensors))
         tensors = [
             {"name": name, "dtype": str(a.dtype), "shape": list(a.shape), "nbytes": int(a.nbytes)}
@@ -26,6 +29,8 @@ def inspect_model(path: str | os.PathLike) -> dict:
         ]
         info = {
             "path": os.fspath(path),
+            "signed": f.signed,
+            "encrypted": f.encrypted,
             "file_size_bytes": f.file_size,
             "format_version": f.format_version,
             "metadata": f.metadata,
@@ -49,6 +54,8 @@ def _recommend(info: dict) -> list[str]:
     compressed = any(s["compressed"] for s in info["sections"])
     if not compressed and info["tensor_bytes"] > 1 << 20:
         recs.append("re-export with compression='zstd' for a smaller file (loading then copies instead of mapping)")
+    if not info["signed"]:
+        recs.append("unsigned: sign it with mle-sign so loaders can verify where it came from")
     if "TreeEnsemble" in info["ops"]:
         recs.append("pass warmup=[batch sizes] to load_model to compile ahead of the first call")
     return recs
