@@ -1,0 +1,1039 @@
+"""Keras 3 models (``keras`` and ``tf.keras`` of TensorFlow >= 2.16) → Graph IR.
+
+Sequential and functional models are walked node by node through their
+functional graph: every node records the layer (or ``keras.ops`` operation)
+that was called and the tensors it was called on, so branches, shared layers,
+nested models and several inputs keep their structure. Only the layers'
+configuration and weights are read (``get_weights``, config attributes);
+keras itself is never run, and loading the ``.mle`` never imports it.
+
+Layers lower onto the shared network ops of ``lowering/ops_nn.py`` with the
+``channels_last`` layout (Keras' default), plus ``lowering/ops_keras.py`` for
+the Keras-only activations that cannot be composed exactly. The supported
+layers are the keys of ``_LAYERS`` (and ``_OPS`` for ``keras.ops`` calls
+recorded in functional graphs, e.g. ``x + y``); any other layer, a
+``Lambda``, a custom layer or a subclassed model raises
+:class:`UnsupportedModelError` naming the class and its path in the model.
+
+Masks (``Embedding(mask_zero=True)``, ``Masking``) and stateful RNNs are not
+supported. Graph inputs take the Keras input names and dtypes (integer inputs
+become int32); dimensions left open in the model (``Input((None, 8))``) are
+fixed from ``sample_input=`` or ``input_shape=`` at export.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..format.errors import InputError, UnsupportedModelError
+from ..format.graph import GraphBuilder
+from ._nn_common import InputSpec, NetworkInputs, build_network_inputs, network_outputs
+from .registry import ExportContext, register_converter, register_file_loader
+
+__all__ = ["convert_keras_model", "build_inputs", "native_method", "load_keras_file"]
+
+
+@dataclass(frozen=True, eq=False)
+class _Val:
+    """A graph value with its static shape (batch dimension excluded) and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @property
+    def ndim(self) -> int:
+        """Rank including the batch dimension."""
+        return len(self.shape) + 1
+
+
+class _Emitter:
+    """Adds nodes and tensors to the graph, tracking the static shape of each value."""
+
+    def __init__(self, builder: GraphBuilder) -> None:
+        self.b = builder
+
+    def const(self, hint: str, array: Any, dtype: Any = np.float32) -> str:
+        return self.b.tensor(_safe(hint), array, dtype)
+
+    def op(self, op: str, inputs: Sequence[_Val | str], shape: Sequence[int], dtype: str = "float32", /, **attrs: Any) -> _Val:
+        return _Val(self.b.op(op, *(_name(v) for v in inputs), **attrs), tuple(int(d) for d in shape), dtype)
+
+    def nodes(self, op: str, inputs: Sequence[_Val | str], n_outputs: int, /, **attrs: Any) -> list[str]:
+        return self.b.node(op, [_name(v) for v in inputs], n_outputs=n_outputs, **attrs)
+
+    def same(self, op: str, x: _Val, /, *others: _Val | str, **attrs: Any) -> _Val:
+        """An op whose output has the shape and dtype of ``x``."""
+        return self.op(op, [x, *others], x.shape, x.dtype, **attrs)
+
+    def binary(self, op: str, a: _Val, b: _Val) -> _Val:
+        """A broadcasting binary op (Keras merge semantics: missing dims are inserted at axis 1)."""
+        while a.ndim < b.ndim:
+            a = self.op("Unsqueeze", [a], (1, *a.shape), a.dtype, axes=[1])
+        while b.ndim < a.ndim:
+            b = self.op("Unsqueeze", [b], (1, *b.shape), b.dtype, axes=[1])
+        return self.op(op, [a, b], np.broadcast_shapes(a.shape, b.shape), a.dtype)
+
+    def scalar_op(self, op: str, x: _Val, value: float) -> _Val:
+        return self.same(op, x, self.const("scalar", value))
+
+    def where(self, cond: _Val, a: _Val | str, b: _Val | str, like: _Val) -> _Val:
+        """``cond ? a : b`` with the shape and dtype of ``like``."""
+        return self.op("Where", [cond, a, b], like.shape, like.dtype)
+
+    def compare(self, x: _Val, value: float, direction: str) -> _Val:
+        return self.op("Compare", [x, self.const("bound", value)], x.shape, "bool", direction=direction)
+
+
+def _name(v: _Val | str) -> str:
+    return v.name if isinstance(v, _Val) else v
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:/-]", "_", text)[-150:] or "value"
+
+
+# --- the functional graph walk ---------------------------------------------------------------
+
+Handler = Callable[..., Any]
+_LAYERS: dict[str, Handler] = {}
+_OPS: dict[str, Handler] = {}
+
+
+def _layer(*names: str, kwargs: Sequence[str] = ()) -> Callable[[Handler], Handler]:
+    """Register ``handler(e, layer, path, *args, **kwargs)`` for the Keras layer classes ``names``."""
+
+    def deco(fn: Handler) -> Handler:
+        fn.call_kwargs = frozenset(kwargs)
+        for n in names:
+            _LAYERS[n] = fn
+        return fn
+
+    return deco
+
+
+def _keras_op(*names: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``keras.ops`` operations recorded in functional graphs."""
+
+    def deco(fn: Handler) -> Handler:
+        fn.call_kwargs = frozenset()
+        for n in names:
+            _OPS[n] = fn
+        return fn
+
+    return deco
+
+
+def _graph_of(model: Any, path: str) -> Any:
+    """The Functional graph of a Sequential or functional model."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise UnsupportedModelError(
+                f"{path}: this Sequential model is not built; start it with keras.Input(shape) "
+                "or call model.build(input_shape) before exporting"
+            )
+        return graph
+    if not _is_keras_class(model, "Functional") or not hasattr(model, "_nodes_by_depth"):
+        raise UnsupportedModelError(
+            f"{path}: {type(model).__qualname__} is a subclassed Keras model, which has no layer graph to export; "
+            "build it as a Sequential or functional model (keras.Model(inputs, outputs))"
+        )
+    return model
+
+
+def _is_keras_class(obj: Any, name: str) -> bool:
+    return any(c.__name__ == name and c.__module__.split(".")[0] == "keras" for c in type(obj).__mro__)
+
+
+def _walk(e: _Emitter, model: Any, inputs: Sequence[_Val], path: str) -> list[_Val]:
+    """Convert every node of ``model``'s graph, deepest first; return the model's outputs."""
+    graph = _graph_of(model, path)
+    env: dict[int, _Val] = {id(kt): v for kt, v in zip(graph.inputs, inputs)}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.is_input or node.operation is None:
+                continue
+            op = node.operation
+            where = f"{path}/{op.name}"
+            args, kwargs = node.arguments.fill_in(env)
+            outs = _flatten(_convert_call(e, op, where, args, kwargs))
+            if len(outs) != len(node.outputs):
+                raise UnsupportedModelError(f"{where}: produced {len(outs)} outputs, keras recorded {len(node.outputs)}")
+            for kt, v in zip(node.outputs, outs):
+                _check_shape(kt, v, where)
+                env[id(kt)] = v
+    return [env[id(kt)] for kt in graph.outputs]
+
+
+def _flatten(x: Any) -> list[_Val]:
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _flatten(item)]
+    return [x]
+
+
+def _check_shape(kt: Any, v: _Val, where: str) -> None:
+    expected = tuple(kt.shape[1:])
+    ok = len(expected) == len(v.shape) and all(d is None or d == g for d, g in zip(expected, v.shape))
+    if not ok:
+        raise UnsupportedModelError(
+            f"{where}: the exported value has shape {list(v.shape)} where keras has {list(expected)} "
+            "(batch excluded); this layer configuration is not supported"
+        )
+
+
+def _convert_call(e: _Emitter, op: Any, path: str, args: tuple, kwargs: dict) -> Any:
+    """Dispatch one recorded call to its handler, after checking the call's keyword arguments."""
+    import keras
+
+    cls = type(op)
+    name = cls.__name__
+    is_layer = isinstance(op, keras.layers.Layer)
+    if is_layer and name in ("Sequential", "Functional") and cls.__module__.split(".")[0] == "keras":
+        return _walk(e, op, _flatten(args[0]) if len(args) == 1 else _flatten(list(args)), path)
+    table = _LAYERS if is_layer else _OPS
+    handler = table.get(name) if cls.__module__.split(".")[0] == "keras" else None
+    if handler is None:
+        what = "layer" if is_layer else "keras op"
+        if name == "Lambda":
+            hint = "Lambda layers hold arbitrary Python code; rewrite it with built-in layers"
+        elif cls.__module__.split(".")[0] != "keras":
+            hint = f"custom {what}s (defined in {cls.__module__}) are not supported"
+        else:
+            hint = "supported: " + ", ".join(sorted(table))
+        raise UnsupportedModelError(f"{path}: {what} {cls.__qualname__} is not supported ({hint})")
+    for key, value in kwargs.items():  # ``training=None/False`` is inference already; anything else must be understood
+        if key not in handler.call_kwargs and value is not None and not (key == "training" and value is False):
+            raise UnsupportedModelError(f"{path}: call argument {key}={value!r} is not supported")
+    kwargs = {k: v for k, v in kwargs.items() if k in handler.call_kwargs}
+    if is_layer:
+        _check_plain_layer(op, path)
+    return handler(e, op, path, *args, **kwargs)
+
+
+def _check_plain_layer(layer: Any, path: str) -> None:
+    if getattr(layer, "quantization_mode", None):
+        raise UnsupportedModelError(f"{path}: quantized layers ({layer.quantization_mode}) are not supported")
+    if getattr(layer, "lora_enabled", False):
+        raise UnsupportedModelError(f"{path}: LoRA-enabled layers are not supported; merge the LoRA weights first")
+    if getattr(layer, "supports_masking", False) and getattr(layer, "mask_zero", False):
+        raise UnsupportedModelError(f"{path}: mask_zero=True is not supported (masks are not exported)")
+
+
+def _weights(layer: Any) -> dict[str, np.ndarray]:
+    """The layer's own weights by variable name (``kernel``, ``bias``, ...)."""
+    return {v.name: np.asarray(w, dtype=np.float32) for v, w in zip(layer.weights, layer.get_weights())}
+
+
+# --- activations -----------------------------------------------------------------------------
+
+#: Keras activation name -> the single op computing it (parameters become attrs in ``_activation_op``).
+_ACTIVATION_OPS: dict[str, str] = {
+    "relu": "Relu",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "exponential": "Exp",
+    "linear": "Identity",
+    "elu": "Elu",
+    "selu": "Selu",
+    "celu": "Celu",
+    "gelu": "Gelu",
+    "silu": "Silu",
+    "mish": "Mish",
+    "softplus": "Softplus",
+    "softsign": "Softsign",
+    "relu6": "Relu6",
+    "hard_sigmoid": "HardSigmoid",
+    "hard_silu": "HardSwish",
+    "hard_tanh": "HardTanh",
+    "log_sigmoid": "LogSigmoid",
+    "leaky_relu": "LeakyRelu",
+    "softmax": "Softmax",
+    "log_softmax": "LogSoftmax",
+}
+#: activations composed from several ops (see ``_emit_activation``)
+_COMPOSED = (
+    "tanh_shrink", "soft_shrink", "hard_shrink", "sparse_plus", "sparse_sigmoid", "squareplus", "sparsemax", "threshold",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _activation_table() -> dict[int, str]:
+    """id(function) -> activation name, for ``keras.activations`` and the same-named ``keras.ops``."""
+    import keras
+
+    table: dict[int, str] = {}
+    for name in (*_ACTIVATION_OPS, *_COMPOSED):
+        for fn in (getattr(keras.activations, name, None), getattr(keras.ops, name, None)):
+            if fn is not None:
+                table[id(fn)] = name
+    for alias, name in (("swish", "silu"), ("hard_swish", "hard_silu")):
+        table[id(keras.activations.get(alias))] = name
+    return table
+
+
+def _activation_spec(fn: Any, path: str) -> tuple[str, dict]:
+    """(name, keyword arguments with defaults) of a built-in activation function or a partial of one."""
+    if fn is None:
+        return "linear", {}
+    keywords: dict = {}
+    base = fn
+    if isinstance(fn, functools.partial) and not fn.args:
+        base, keywords = fn.func, dict(fn.keywords)
+    name = _activation_table().get(id(base))
+    if name is None and getattr(base, "__name__", None) == "glu":
+        raise UnsupportedModelError(
+            f"{path}: activation 'glu' halves the feature axis, which Keras' own layer shape inference does not "
+            "model; it is not supported as a layer activation"
+        )
+    if name is None:
+        raise UnsupportedModelError(
+            f"{path}: activation {getattr(fn, '__name__', fn)!r} is not a built-in Keras activation; "
+            f"supported: {', '.join(sorted((*_ACTIVATION_OPS, *_COMPOSED, 'swish', 'hard_swish')))}"
+        )
+    after_x = list(inspect.signature(base).parameters.values())[1:]
+    params = {p.name: p.default for p in after_x if p.default is not inspect.Parameter.empty}
+    params.update(keywords)
+    return name, params
+
+
+def _activation_op(name: str, p: dict, path: str) -> tuple[str, dict] | None:
+    """(op, attrs) for a single-op activation, or None when it needs several ops."""
+    op = _ACTIVATION_OPS.get(name)
+    if op is None:
+        return None
+    attrs: dict = {}
+    if name in ("softmax", "log_softmax"):
+        if p.get("axis", -1) is None:
+            raise UnsupportedModelError(f"{path}: {name} over all axes (axis=None) is not supported")
+        attrs["axis"] = p.get("axis", -1)
+    elif name in ("elu", "celu"):
+        attrs["alpha"] = float(p.get("alpha", 1.0))
+    elif name == "leaky_relu":
+        attrs["alpha"] = float(p["negative_slope"])
+    elif name == "gelu":
+        attrs["approximate"] = "tanh" if p.get("approximate") else "none"
+    elif name == "relu" and (p.get("negative_slope", 0.0), p.get("max_value"), p.get("threshold", 0.0)) != (0.0, None, 0.0):
+        return None
+    return op, attrs
+
+
+def _emit_activation(e: _Emitter, fn: Any, x: _Val, path: str) -> _Val:
+    """Apply a Keras activation function (as stored on a layer) to ``x``."""
+    name, p = _activation_spec(fn, path)
+    if name == "linear":
+        return x
+    single = _activation_op(name, p, path)
+    if single is not None:
+        return e.same(single[0], x, **single[1])
+    if name == "relu":
+        return _keras_relu(e, x, p["negative_slope"], p["max_value"], p["threshold"])
+    return _composed_activation(e, name, p, x, path)
+
+
+def _composed_activation(e: _Emitter, name: str, p: dict, x: _Val, path: str) -> _Val:
+    """Keras activations without a single shared op, written exactly as Keras' TensorFlow backend computes them."""
+    if name == "tanh_shrink":
+        return e.same("Sub", x, e.same("Tanh", x))
+    if name == "soft_shrink":  # x - clip(x, -t, t) is exactly x -+ t outside [-t, t] and 0 inside
+        t = float(p["threshold"])
+        return e.same("Sub", x, e.same("Clip", x, min=-t, max=t))
+    if name in ("hard_shrink", "threshold"):
+        t = float(p["threshold"])
+        keep = e.compare(e.same("Abs", x) if name == "hard_shrink" else x, t, "gt")
+        return e.where(keep, x, e.const("fill", 0.0 if name == "hard_shrink" else float(p["default_value"])), x)
+    if name == "sparse_sigmoid":  # clip(0.5 * (x + 1), 0, 1) equals Keras' piecewise form exactly
+        return e.same("Clip", e.scalar_op("Mul", e.scalar_op("Add", x, 1.0), 0.5), min=0.0, max=1.0)
+    if name == "sparse_plus":
+        sq = e.scalar_op("Mul", e.same("Square", e.scalar_op("Add", x, 1.0)), 0.25)
+        inner = e.where(e.compare(x, 1.0, "lt"), sq, x, x)
+        return e.where(e.compare(x, -1.0, "le"), e.const("zero", 0.0), inner, x)
+    if name == "squareplus":
+        root = e.same("Sqrt", e.scalar_op("Add", e.same("Square", x), float(p["b"])))
+        return e.scalar_op("Div", e.same("Add", x, root), 2.0)
+    if name == "sparsemax":
+        return e.same("Sparsemax", x, axis=p.get("axis", -1))
+    raise AssertionError(name)
+
+
+def _keras_relu(e: _Emitter, x: _Val, negative_slope: float, max_value: float | None, threshold: float) -> _Val:
+    """Keras' general ReLU (``keras.activations.relu`` / ``layers.ReLU``), term by term as Keras computes it."""
+    negative_slope, threshold = float(negative_slope), float(threshold)
+    if negative_slope != 0.0 and max_value is None and threshold == 0.0:
+        return e.same("LeakyRelu", x, alpha=negative_slope)
+    if threshold != 0.0:
+        y = e.where(e.compare(x, threshold, "gt"), x, e.const("zero", 0.0), x)
+    elif max_value == 6:
+        y, max_value = e.same("Relu6", x), None
+    else:
+        y = e.same("Relu", x)
+    if max_value is not None:
+        y = e.same("Clip", y, min=0.0, max=float(max_value))
+    if negative_slope != 0.0:  # Keras: relu(-x + threshold), and -x + t == t - x exactly
+        shifted = e.op("Sub", [e.const("threshold", threshold), x], x.shape) if threshold else e.same("Neg", x)
+        negative = e.same("Relu", shifted)
+        y = e.same("Sub", y, e.scalar_op("Mul", negative, negative_slope))
+    return y
+
+
+#: attrs of the unary ops that recurrent cells apply with their defaults
+_OP_DEFAULTS = {"Elu": {"alpha": 1.0}, "Celu": {"alpha": 1.0}, "Gelu": {"approximate": "none"}}
+
+
+def _rnn_activation(fn: Any, path: str) -> str:
+    """Op name of an activation used inside a recurrent cell (cells apply ops with default attrs only)."""
+    name, params = _activation_spec(fn, path)
+    single = _activation_op(name, params, path)
+    if single is None or name in ("softmax", "log_softmax") or single[1] not in ({}, _OP_DEFAULTS.get(single[0])):
+        raise UnsupportedModelError(f"{path}: activation {name!r} with {params} is not supported inside recurrent layers")
+    return single[0]
+
+
+# --- core layers -----------------------------------------------------------------------------
+
+
+@_layer("Dense")
+def _dense(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """``x @ kernel + bias`` on the last axis, then the activation."""
+    w = _weights(layer)
+    inputs = [x, e.const(f"{path}/kernel", w["kernel"])]
+    if layer.use_bias:
+        inputs.append(e.const(f"{path}/bias", w["bias"]))
+    y = e.op("MatMulAdd", inputs, (*x.shape[:-1], layer.units))
+    return _emit_activation(e, layer.activation, y, path)
+
+
+@_layer("EinsumDense")
+def _einsum_dense(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """``einsum(equation, x, kernel) + bias``, then the activation."""
+    w = _weights(layer)
+    shape = np.einsum(layer.equation, np.zeros((1, *x.shape), np.float32), w["kernel"]).shape[1:]
+    y = e.op("Einsum", [x, e.const(f"{path}/kernel", w["kernel"])], shape, equation=layer.equation)
+    if "bias" in w:
+        y = e.same("Add", y, e.const(f"{path}/bias", w["bias"]))
+    return _emit_activation(e, layer.activation, y, path)
+
+
+@_layer("Activation")
+def _activation_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    return _emit_activation(e, layer.activation, x, path)
+
+
+@_layer("ReLU")
+def _relu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    return _keras_relu(e, x, layer.negative_slope, layer.max_value, layer.threshold)
+
+
+@_layer("LeakyReLU")
+def _leaky_relu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    return e.same("LeakyRelu", x, alpha=float(layer.negative_slope))
+
+
+@_layer("ELU")
+def _elu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    return e.same("Elu", x, alpha=float(layer.alpha))
+
+
+@_layer("Softmax")
+def _softmax_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    axis = layer.axis
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise UnsupportedModelError(f"{path}: Softmax over several axes {list(axis)} is not supported")
+        axis = axis[0]
+    return e.same("Softmax", x, axis=int(axis))
+
+
+@_layer("PReLU")
+def _prelu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """relu(x) - alpha * relu(-x), with ``alpha`` broadcast over the shared axes (Keras' formula)."""
+    alpha = e.const(f"{path}/alpha", _weights(layer)["alpha"])
+    neg = e.same("Mul", e.same("Relu", e.same("Neg", x)), alpha)
+    return e.same("Sub", e.same("Relu", x), neg)
+
+
+@_layer("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
+        "AlphaDropout", "ActivityRegularization", "Identity")
+def _identity(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Inference-time identity (dropout and noise layers)."""
+    return x
+
+
+@_layer("Rescaling")
+def _rescaling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """``x * scale + offset`` (channels_last scale/offset vectors broadcast on the last axis)."""
+    scale, offset = np.asarray(layer.scale, np.float32), np.asarray(layer.offset, np.float32)
+    if scale.ndim or offset.ndim:
+        import keras
+
+        if keras.config.image_data_format() == "channels_first":
+            raise UnsupportedModelError(f"{path}: per-channel Rescaling with channels_first images is not supported")
+    y = e.same("Mul", _as_float(e, x), e.const(f"{path}/scale", scale))
+    return e.same("Add", y, e.const(f"{path}/offset", offset))
+
+
+def _as_float(e: _Emitter, x: _Val) -> _Val:
+    return x if x.dtype == "float32" else e.op("Cast", [x], x.shape, "float32", dtype="float32")
+
+
+# --- shape layers ----------------------------------------------------------------------------
+
+
+@_layer("Flatten")
+def _flatten_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    if getattr(layer, "data_format", "channels_last") == "channels_first" and x.ndim > 2:
+        x = e.op("Transpose", [x], (*x.shape[1:], x.shape[0]), x.dtype, perm=[0, *range(2, x.ndim), 1])
+    return e.op("Flatten", [x], (math.prod(x.shape),), x.dtype, start=1)
+
+
+@_layer("Reshape")
+def _reshape_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    target = list(layer.target_shape)
+    if -1 in target:
+        known = math.prod(d for d in target if d != -1)
+        target[target.index(-1)] = math.prod(x.shape) // known
+    if math.prod(target) != math.prod(x.shape):
+        raise UnsupportedModelError(f"{path}: cannot reshape {list(x.shape)} to {list(layer.target_shape)}")
+    return e.op("Reshape", [x], target, x.dtype, shape=target)
+
+
+@_layer("Permute")
+def _permute(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    dims = list(layer.dims)
+    return e.op("Transpose", [x], [x.shape[d - 1] for d in dims], x.dtype, perm=[0, *dims])
+
+
+@_layer("RepeatVector")
+def _repeat_vector(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    y = e.op("Unsqueeze", [x], (1, *x.shape), x.dtype, axes=[1])
+    return e.op("BroadcastTo", [y, x], (layer.n, *x.shape), x.dtype, shape=["B", layer.n, *x.shape])  # x gives B
+
+
+@_layer("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+def _zero_padding(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    rank = x.ndim - 2
+    pads = [list(p) for p in layer.padding] if rank > 1 else [list(layer.padding)]
+    full = _spatial_pairs(layer, x, pads, [0, 0])
+    shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, full[1:])]
+    return e.op("Pad", [x], shape, x.dtype, pads=full, value=0.0)
+
+
+@_layer("Cropping1D", "Cropping2D", "Cropping3D")
+def _cropping(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    rank = x.ndim - 2
+    crops = [list(c) for c in layer.cropping] if rank > 1 else [list(layer.cropping)]
+    full = _spatial_pairs(layer, x, [[-lo, -hi] for lo, hi in crops], [0, 0])
+    shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, full[1:])]
+    return e.op("Pad", [x], shape, x.dtype, pads=full, value=0.0)
+
+
+def _spatial_pairs(layer: Any, x: _Val, spatial: list, other: list) -> list:
+    """Per-dim pairs (batch included) with ``spatial`` on the spatial dims of ``layer``'s data format."""
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return [other, other, *spatial]
+    return [other, *spatial, other]
+
+
+# --- merge layers and keras.ops arithmetic ---------------------------------------------------
+
+#: Keras merge layers and ``keras.ops`` arithmetic → IR op (Average is a sum, then divided)
+_BINARY = {
+    "Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "Maximum": "Max", "Minimum": "Min", "Average": "Add",
+    "Divide": "Div", "TrueDivide": "Div",
+}
+
+
+@_layer("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average")
+def _merge(e: _Emitter, layer: Any, path: str, inputs: list) -> _Val:
+    """Left fold of the inputs with the layer's op (Average divides the sum by the count)."""
+    name = type(layer).__name__
+    y = inputs[0]
+    for v in inputs[1:]:
+        y = e.binary(_BINARY[name], y, v)
+    return e.scalar_op("Div", y, float(len(inputs))) if name == "Average" else y
+
+
+@_layer("Concatenate")
+def _concatenate(e: _Emitter, layer: Any, path: str, inputs: list) -> _Val:
+    axis = layer.axis % inputs[0].ndim
+    shape = list(inputs[0].shape)
+    shape[axis - 1] = sum(v.shape[axis - 1] for v in inputs)
+    return e.op("Concat", inputs, shape, inputs[0].dtype, axis=axis)
+
+
+@_keras_op("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum")
+def _binary_op(e: _Emitter, op: Any, path: str, a: Any, b: Any) -> _Val:
+    """``x + y`` and friends between tensors and Python numbers in a functional graph."""
+    ir_op = _BINARY[type(op).__name__]
+    if isinstance(a, _Val) and isinstance(b, _Val):
+        if a.ndim != b.ndim:
+            raise UnsupportedModelError(f"{path}: {ir_op} of tensors of different ranks is not supported")
+        return e.op(ir_op, [a, b], np.broadcast_shapes(a.shape, b.shape), a.dtype)
+    x, c = (a, b) if isinstance(a, _Val) else (b, a)
+    c = np.asarray(c, np.float32)
+    if c.ndim > len(x.shape):
+        raise UnsupportedModelError(f"{path}: a constant of rank {c.ndim} cannot broadcast against {list(x.shape)}")
+    const = e.const(f"{path}/constant", c)
+    inputs = [x, const] if isinstance(a, _Val) else [const, x]
+    return e.op(ir_op, inputs, np.broadcast_shapes(x.shape, c.shape), x.dtype)
+
+
+@_keras_op("Cast")
+def _cast_op(e: _Emitter, op: Any, path: str, x: _Val) -> _Val:
+    dtype = _input_dtype(op.dtype)
+    return x if dtype == x.dtype else e.op("Cast", [x], x.shape, dtype, dtype=dtype)
+
+
+@_keras_op("GetItem")
+def _get_item(e: _Emitter, op: Any, path: str, x: _Val, key: Any) -> _Val:
+    """``x[...]`` with ints and slices after a full batch slice (``x[:, 0]``, ``x[:, 1:-1, ::2]``)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if not key or key[0] != slice(None) or len(key) > x.ndim or not all(isinstance(k, (int, slice)) for k in key):
+        raise UnsupportedModelError(f"{path}: only x[:, i] / x[:, a:b:c] style indexing is supported, got {key!r}")
+    axes, starts, stops, steps, dropped, shape = [], [], [], [], [], list(x.shape)
+    for axis, k in enumerate(key[1:], start=1):
+        if isinstance(k, int):
+            dropped.append(axis)
+            k = slice(k, k + 1 or None)
+        start, stop, step = k.indices(x.shape[axis - 1])
+        axes.append(axis)
+        starts.append(start)
+        stops.append(stop if stop >= 0 else None)  # a negative step runs past index 0
+        steps.append(step)
+        shape[axis - 1] = len(range(start, stop, step))
+    y = e.op("Slice", [x], shape, x.dtype, axes=axes, starts=starts, stops=stops, steps=steps)
+    if dropped:
+        y = e.op("SqueezeAxes", [y], [d for i, d in enumerate(shape, start=1) if i not in dropped], x.dtype, axes=dropped)
+    return y
+
+
+# --- convolution and pooling -----------------------------------------------------------------
+
+
+def _layout(layer: Any, path: str) -> str:
+    fmt = getattr(layer, "data_format", "channels_last")
+    if fmt not in ("channels_last", "channels_first"):
+        raise UnsupportedModelError(f"{path}: data_format {fmt!r} is not supported")
+    return fmt
+
+
+def _spatial(x: _Val, layout: str) -> tuple[list[int], int]:
+    """(spatial sizes, channels) of ``x``."""
+    if layout == "channels_first":
+        return list(x.shape[1:]), x.shape[0]
+    return list(x.shape[:-1]), x.shape[-1]
+
+
+def _window(padding: str, sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int],
+            path: str) -> tuple[list[list[int]], list[int]]:
+    """Explicit [[lo, hi]] padding and output sizes of a Keras window op (``valid``, ``same``, ``causal``)."""
+    pads, out = [], []
+    for n, k, s, d in zip(sizes, kernel, strides, dilation):
+        span = (k - 1) * d + 1
+        if padding == "valid":
+            lo = hi = 0
+        elif padding == "same":
+            total = max((-(-n // s) - 1) * s + span - n, 0)
+            lo, hi = total // 2, total - total // 2
+        elif padding == "causal":
+            lo, hi = span - 1, 0
+        else:
+            raise UnsupportedModelError(f"{path}: padding {padding!r} is not supported (valid, same, causal)")
+        size = (n + lo + hi - span) // s + 1
+        if size <= 0:
+            raise UnsupportedModelError(f"{path}: the window does not fit the input ({n} cells, window {span})")
+        pads.append([lo, hi])
+        out.append(size)
+    return pads, out
+
+
+def _with_channels(spatial: Sequence[int], channels: int, layout: str) -> tuple[int, ...]:
+    return (channels, *spatial) if layout == "channels_first" else (*spatial, channels)
+
+
+def _conv(e: _Emitter, x: _Val, kernel: np.ndarray, bias: np.ndarray | None, *, strides, padding, dilation, groups: int,
+          layout: str, path: str, hint: str = "kernel") -> _Val:
+    """A Keras-layout convolution (kernel [*K, I/groups, O])."""
+    rank = kernel.ndim - 2
+    sizes, _ = _spatial(x, layout)
+    pads, out = _window(padding, sizes, kernel.shape[:rank], strides, dilation, path)
+    if layout == "channels_first":  # the op takes torch's weight layout [O, I/groups, *K] there
+        kernel = np.transpose(kernel, (rank + 1, rank, *range(rank)))
+    inputs = [x, e.const(f"{path}/{hint}", kernel)]
+    if bias is not None:
+        inputs.append(e.const(f"{path}/bias", bias))
+    channels = kernel.shape[0] if layout == "channels_first" else kernel.shape[-1]
+    return e.op("Conv", inputs, _with_channels(out, channels, layout),
+                strides=list(strides), padding=pads, dilation=list(dilation), groups=int(groups), layout=layout)
+
+
+def _conv_options(layer: Any, rank: int, path: str) -> dict:
+    return {
+        "strides": list(layer.strides)[:rank],
+        "padding": layer.padding,
+        "dilation": list(layer.dilation_rate)[:rank],
+        "layout": _layout(layer, path),
+    }
+
+
+@_layer("Conv1D", "Conv2D", "Conv3D")
+def _conv_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    w = _weights(layer)
+    rank = w["kernel"].ndim - 2
+    y = _conv(e, x, w["kernel"], w.get("bias"), groups=layer.groups, path=path, **_conv_options(layer, rank, path))
+    return _emit_activation(e, layer.activation, y, path)
+
+
+def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
+    """[*K, C, M] depthwise kernel → grouped-conv kernel [*K, 1, C*M] (output channel c*M + m, as Keras)."""
+    *k, c, m = kernel.shape
+    return kernel.reshape(*k, 1, c * m)
+
+
+@_layer("DepthwiseConv1D", "DepthwiseConv2D")
+def _depthwise_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    w = _weights(layer)
+    kernel = w["kernel"]
+    rank = kernel.ndim - 2
+    opts = _conv_options(layer, rank, path)
+    y = _conv(e, x, _depthwise_kernel(kernel), w.get("bias"), groups=kernel.shape[-2], path=path, **opts)
+    return _emit_activation(e, layer.activation, y, path)
+
+
+@_layer("SeparableConv1D", "SeparableConv2D")
+def _separable_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Depthwise conv (strides, padding, dilation) then a 1x1 pointwise conv with the bias."""
+    w = _weights(layer)
+    depth = w["depthwise_kernel"]
+    rank = depth.ndim - 2
+    opts = _conv_options(layer, rank, path)
+    y = _conv(e, x, _depthwise_kernel(depth), None, groups=depth.shape[-2], path=path, hint="depthwise_kernel", **opts)
+    y = _conv(e, y, w["pointwise_kernel"], w.get("bias"), strides=[1] * rank, padding="valid", dilation=[1] * rank,
+              groups=1, layout=opts["layout"], path=path, hint="pointwise_kernel")
+    return _emit_activation(e, layer.activation, y, path)
+
+
+@_layer("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+def _pooling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Max / average pooling; Keras' ``same`` average pooling divides by the count of real cells."""
+    layout = _layout(layer, path)
+    kernel, strides = list(layer.pool_size), list(layer.strides)
+    sizes, channels = _spatial(x, layout)
+    pads, out = _window(layer.padding, sizes, kernel, strides, [1] * len(kernel), path)
+    shape = _with_channels(out, channels, layout)
+    if type(layer).__name__.startswith("Max"):
+        return e.op("MaxPool", [x], shape, kernel=kernel, strides=strides, padding=pads, layout=layout)
+    return e.op("AvgPool", [x], shape, kernel=kernel, strides=strides, padding=pads, count_include_pad=False, layout=layout)
+
+
+@_layer("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
+def _global_pooling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    layout = _layout(layer, path)
+    sizes, channels = _spatial(x, layout)
+    axes = list(range(2, x.ndim)) if layout == "channels_first" else list(range(1, x.ndim - 1))
+    keep = bool(layer.keepdims)
+    shape = _with_channels([1] * len(sizes), channels, layout) if keep else (channels,)
+    kind = "max" if "Max" in type(layer).__name__ else "mean"
+    return e.op("Reduce", [x], shape, reduction=kind, axes=axes, keepdims=keep)
+
+
+# --- normalisation and embedding ------------------------------------------------------------
+
+
+@_layer("BatchNormalization")
+def _batch_norm(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Inference batch norm with the moving statistics."""
+    if getattr(layer, "renorm", False):
+        raise UnsupportedModelError(f"{path}: BatchNormalization(renorm=True) is not supported")
+    w = _weights(layer)
+    c = w["moving_mean"].shape[0]
+    inputs = [x, e.const(f"{path}/moving_mean", w["moving_mean"]), e.const(f"{path}/moving_variance", w["moving_variance"])]
+    if layer.scale or layer.center:
+        inputs.append(e.const(f"{path}/gamma", w["gamma"] if layer.scale else np.ones(c)))
+    if layer.center:
+        inputs.append(e.const(f"{path}/beta", w["beta"]))
+    return e.same("BatchNorm", *inputs, eps=float(layer.epsilon), axis=int(layer.axis))
+
+
+@_layer("LayerNormalization", "RMSNormalization")
+def _layer_norm(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """LayerNorm over ``axis``; RMSNormalization is the uncentred form."""
+    rms = type(layer).__name__ == "RMSNormalization"
+    if getattr(layer, "rms_scaling", False):
+        raise UnsupportedModelError(
+            f"{path}: LayerNormalization(rms_scaling=True) is deprecated in Keras and not supported; use RMSNormalization"
+        )
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    axes = sorted(a % x.ndim for a in axis)
+    w = _weights(layer)
+    param_shape = [x.shape[a - 1] for a in axes]
+    inputs: list = [x]
+    scale = w.get("scale" if rms else "gamma")
+    bias = None if rms else w.get("beta")
+    if scale is not None or bias is not None:
+        inputs.append(e.const(f"{path}/scale", np.ones(param_shape) if scale is None else scale.reshape(param_shape)))
+    if bias is not None:
+        inputs.append(e.const(f"{path}/beta", bias.reshape(param_shape)))
+    return e.same("LayerNorm", *inputs, axes=axes, eps=float(layer.epsilon), rms=rms)
+
+
+@_layer("Embedding")
+def _embedding(e: _Emitter, layer: Any, path: str, ids: _Val) -> _Val:
+    table = _weights(layer)["embeddings"]
+    return e.op("Embedding", [ids, e.const(f"{path}/embeddings", table)], (*ids.shape, table.shape[1]))
+
+
+# --- recurrent layers ------------------------------------------------------------------------
+
+
+def _gru_gates(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Keras GRU gate blocks z, r, h → the op's order r, z, n."""
+    z, r, h = np.split(a, 3, axis=axis)
+    return np.concatenate([r, z, h], axis=axis)
+
+
+def _rnn_weights(layer: Any, kind: str) -> tuple[list[np.ndarray], dict]:
+    """The op's weights (torch layout) and attrs for one Keras LSTM/GRU/SimpleRNN layer."""
+    cell = layer.cell
+    w = _weights(cell)
+    units = int(layer.units)
+    kernel, recurrent = w["kernel"], w["recurrent_kernel"]
+    bias = w.get("bias")
+    attrs: dict = {"hidden_size": units, "num_layers": 1, "batch_first": True}
+    if kind == "GRU":
+        kernel, recurrent = _gru_gates(kernel), _gru_gates(recurrent)
+        attrs["linear_before_reset"] = bool(cell.reset_after)
+        if bias is None:
+            b_in = b_rec = np.zeros(3 * units)
+        elif cell.reset_after:
+            b_in, b_rec = _gru_gates(bias[0]), _gru_gates(bias[1])
+        else:  # one bias, added to the input projection
+            b_in, b_rec = _gru_gates(bias), np.zeros(3 * units)
+        biases = [b_in, b_rec]
+    elif kind == "LSTM":  # Keras gate order i, f, c, o is the op's i, f, g, o
+        biases = [np.zeros(4 * units) if bias is None else bias]
+    else:
+        biases = [np.zeros(units) if bias is None else bias, np.zeros(units)]
+    return [kernel.T, recurrent.T, *biases], attrs
+
+
+@_layer("LSTM", "GRU", "SimpleRNN", kwargs=("initial_state",))
+def _rnn_layer(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None) -> Any:
+    """One Keras recurrent layer: the shared op with one layer and direction.
+
+    ``go_backwards`` reverses the input and, like Keras, returns the sequence
+    in processing order. Returns ``output`` or ``[output, *states]``.
+    """
+    kind = type(layer).__name__
+    if layer.stateful:
+        raise UnsupportedModelError(f"{path}: stateful recurrent layers are not supported")
+    weights, attrs = _rnn_weights(layer, kind)
+    attrs["activation"] = _rnn_activation(layer.cell.activation, path)
+    if kind != "SimpleRNN":
+        attrs["recurrent_activation"] = _rnn_activation(layer.cell.recurrent_activation, path)
+    steps, units = x.shape[0], int(layer.units)
+    if layer.go_backwards:
+        x = e.same("Reverse", x, axes=[1])
+    inputs: list = [x, *(e.const(f"{path}/{n}", a) for n, a in zip(("kernel", "recurrent_kernel", "bias", "bias"), weights))]
+    n_states = 2 if kind == "LSTM" else 1
+    if initial_state is not None:
+        states = _flatten(initial_state)
+        if len(states) != n_states:
+            raise UnsupportedModelError(f"{path}: expected {n_states} initial state tensor(s), got {len(states)}")
+        inputs += [e.b.op("Unsqueeze", s.name, axes=[0]) for s in states]  # [1, B, H]: one layer, one direction
+    y, *finals = e.nodes(kind, inputs, 1 + n_states, **attrs)
+    seq = _Val(y, (steps, units))
+    last = e.op("Index", [seq], (units,), axis=1, index=-1)
+    output = seq if layer.return_sequences else last
+    if not layer.return_state:
+        return output
+    states = [last]
+    if kind == "LSTM":
+        states.append(e.op("Index", [finals[1]], (units,), axis=0, index=0))
+    return [output, *states]
+
+
+@_layer("Bidirectional", kwargs=("initial_state",))
+def _bidirectional(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None) -> Any:
+    """Forward and backward layers on the same input; the backward sequence is flipped back, then merged."""
+    states = None if initial_state is None else _flatten(initial_state)
+    half = 0 if states is None else len(states) // 2
+    results = []
+    parts = (("forward", layer.forward_layer, states and states[:half]), ("backward", layer.backward_layer, states and states[half:]))
+    for part, sub, init in parts:
+        results.append(_flatten(_convert_call(e, sub, f"{path}/{part}", (x,), {"initial_state": init or None})))
+    (y, *fwd_states), (y_rev, *bwd_states) = results
+    if layer.return_sequences:
+        y_rev = e.same("Reverse", y_rev, axes=[1])
+    mode = layer.merge_mode
+    if mode == "concat":
+        output: Any = e.op("Concat", [y, y_rev], (*y.shape[:-1], y.shape[-1] + y_rev.shape[-1]), axis=-1)
+    elif mode in ("sum", "ave"):
+        output = e.same("Add", y, y_rev)
+        if mode == "ave":
+            output = e.scalar_op("Div", output, 2.0)
+    elif mode == "mul":
+        output = e.same("Mul", y, y_rev)
+    elif mode is None:
+        output = [y, y_rev]
+    else:
+        raise UnsupportedModelError(f"{path}: merge_mode {mode!r} is not supported")
+    if layer.return_state:
+        return [*_flatten(output), *fwd_states, *bwd_states]
+    return output
+
+
+# --- attention -------------------------------------------------------------------------------
+
+
+@_layer("MultiHeadAttention", kwargs=("query", "value", "key", "attention_mask", "use_causal_mask"))
+def _multi_head_attention(e: _Emitter, layer: Any, path: str, query: _Val, value: _Val, key: _Val | None = None,
+                          query_mask: Any = None, value_mask: Any = None, key_mask: Any = None,
+                          attention_mask: _Val | None = None, return_attention_scores: bool = False,
+                          use_causal_mask: bool = False) -> _Val:
+    """Keras MultiHeadAttention over the sequence axis of [B, T, D] inputs (dropout is inference identity)."""
+    key = value if key is None else key
+    if any(m is not None for m in (query_mask, value_mask, key_mask)) or return_attention_scores:
+        raise UnsupportedModelError(f"{path}: query/value/key masks and return_attention_scores are not supported")
+    if getattr(layer, "_use_gate", False) or getattr(layer, "_sliding_window", None) is not None:
+        raise UnsupportedModelError(f"{path}: MultiHeadAttention with use_gate or sliding_window is not supported")
+    axes = getattr(layer, "_attention_axes", None)
+    if query.ndim != 3 or value.ndim != 3 or key.ndim != 3 or axes not in (None, (1,), [1]):
+        raise UnsupportedModelError(f"{path}: only [batch, sequence, features] inputs attended over the sequence are supported")
+    heads = int(layer.num_heads)
+    dense = {n: _weights(getattr(layer, f"{n}_dense")) for n in ("query", "key", "value", "output")}
+    params = []
+    for n in ("query", "key", "value"):
+        kernel = dense[n]["kernel"]
+        params += [kernel.reshape(kernel.shape[0], -1), dense[n].get("bias", np.zeros(kernel.shape[1:])).reshape(-1)]
+    out_kernel = dense["output"]["kernel"]
+    if out_kernel.ndim != 3:
+        raise UnsupportedModelError(f"{path}: output_shape {list(out_kernel.shape[2:])} is not supported (one feature axis only)")
+    out_dim = out_kernel.shape[-1]
+    params += [out_kernel.reshape(-1, out_dim), dense["output"].get("bias", np.zeros(out_dim))]
+    names = [f"{n}_{w}" for n in ("query", "key", "value", "output") for w in ("kernel", "bias")]
+    inputs = [query, key, value, *(e.const(f"{path}/{n}", a) for n, a in zip(names, params))]
+    if attention_mask is not None:  # [B, T, S] → [B, 1, T, S], broadcast over heads
+        inputs.append(e.op("Unsqueeze", [attention_mask], (1, *attention_mask.shape), attention_mask.dtype, axes=[1]))
+    return e.op("MultiHeadAttention", inputs, (query.shape[0], out_dim), num_heads=heads,
+                scale=1.0 / math.sqrt(float(layer.key_dim)), is_causal=bool(use_causal_mask), mask_kind="bool")
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def _input_dtype(dtype: Any) -> str:
+    text = str(dtype)
+    if text == "bool":
+        return "bool"
+    return "int32" if text.startswith(("int", "uint")) else "float32"
+
+
+def build_inputs(model: Any, sample_input: Any, input_shape: Any, builder: GraphBuilder) -> NetworkInputs:
+    """One graph input per Keras input, named and typed as in the model.
+
+    Shapes come from the model; ``sample_input`` (one array, a list, or a dict by
+    input name) or ``input_shape`` are needed only where the model leaves a
+    non-batch dimension open.
+    """
+    graph = _graph_of(model, _safe(model.name))
+    names, dtypes, shapes = [], [], []
+    for kt in graph.inputs:
+        name = _safe(kt.name)
+        while name in names:
+            name += "_"
+        names.append(name)
+        dtypes.append(_input_dtype(kt.dtype))
+        shapes.append((None, *kt.shape[1:]))
+    if sample_input is None and input_shape is None:
+        open_dims = [n for n, s in zip(names, shapes) if None in s[1:]]
+        if open_dims:
+            raise InputError(f"input(s) {open_dims} of this Keras model have open dimensions; pass sample_input= or input_shape=")
+        input_shape = shapes if len(shapes) > 1 else shapes[0]
+    return build_network_inputs(builder, names, sample_input, input_shape, dtypes)
+
+
+def convert_keras_model(model: Any, x: NetworkInputs, ctx: ExportContext) -> dict:
+    """Convert a Sequential or functional Keras model applied to the graph inputs ``x``."""
+    if isinstance(x, str):  # called without build_inputs: one 2-D float input
+        x = NetworkInputs([InputSpec(x, "float32", (None, int(_graph_of(model, model.name).inputs[0].shape[-1])))], None)
+    inputs = [_Val(spec.name, tuple(spec.shape[1:]), spec.dtype) for spec in x.specs]
+    outputs = _walk(_Emitter(ctx.builder), model, inputs, _safe(model.name))
+    names: list[str] = []
+    for n in getattr(_graph_of(model, model.name), "output_names", None) or []:
+        n = _safe(n)
+        while n in names:  # the same layer's output returned twice
+            n += "_"
+        names.append(n)
+    return network_outputs([v.name for v in outputs], names if len(names) == len(outputs) else None)
+
+
+def native_method(model: Any, method: str, inputs: list) -> np.ndarray:
+    """``predict`` of a Keras model: its first output for ``inputs`` in inference mode, as numpy."""
+    import keras
+
+    out = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return np.asarray(keras.ops.convert_to_numpy(keras.tree.flatten(out)[0]))
+
+
+def load_keras_file(path: str) -> Any:
+    """Load a ``.keras`` file: its config is checked first, then ``keras.saving.load_model(safe_mode=True)``.
+
+    A Lambda layer or a class that is not Keras' own is refused before anything
+    is deserialized, naming the layer's path.
+    """
+    import keras
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        config = None  # not a Keras 3 archive: keras.saving reports what it is
+    if config is not None:
+        _scan_config(config, "", os.fspath(path))
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _scan_config(cfg: Any, where: str, file: str) -> None:
+    """Refuse Lambda layers and non-Keras classes anywhere in a saved model's config."""
+    if isinstance(cfg, list):
+        for item in cfg:
+            _scan_config(item, where, file)
+        return
+    if not isinstance(cfg, dict):
+        return
+    cls = cfg.get("class_name")
+    if isinstance(cls, str) and "config" in cfg and cls != "__keras_tensor__":
+        inner = cfg["config"]
+        name = inner.get("name") if isinstance(inner, dict) else None
+        here = (f"{where}/{name}" if where else name) if isinstance(name, str) else where
+        module = cfg.get("module")
+        if cls == "Lambda":
+            raise UnsupportedModelError(f"{file}: {here}: Lambda layers hold arbitrary Python code and are not supported")
+        if not (isinstance(module, str) and module.split(".")[0] == "keras"):
+            raise UnsupportedModelError(f"{file}: {here}: custom class {cls!r} is not supported (only Keras' own layers)")
+        _scan_config(inner, here, file)
+        return
+    for value in cfg.values():
+        _scan_config(value, where, file)
+
+
+convert_keras_model.build_inputs = build_inputs
+convert_keras_model.native_method = native_method
+
+for _key in ("keras.Sequential", "keras.Functional", "keras.Model"):
+    register_converter(_key, convert_keras_model)
+register_file_loader(".keras", load_keras_file)
