@@ -136,7 +136,7 @@ def export_model(
         verification = _verify(model, converter, loaded, methods, sample_input, warn=quantization is None)
         meta["verification"] = verification
         if quantization is not None:
-            inputs = list(sample_input) if isinstance(sample_input, (list, tuple)) else [sample_input]
+            inputs = _sample_inputs(sample_input, loaded.graph)
             quantization["error"] = quantization_error(loaded, reference, builder.tensors, methods, inputs)
             meta["quantization"]["error"] = quantization["error"]
         size = write(metadata=meta)
@@ -200,6 +200,13 @@ def _encode_classes(classes: np.ndarray | None) -> dict | None:
     return {"dtype": classes.dtype.str, "values": classes.tolist()}
 
 
+def _sample_inputs(sample_input: Any, graph: Any) -> list:
+    """``sample_input`` as one entry per graph input (a dict is keyed by input name)."""
+    if isinstance(sample_input, dict):
+        return [sample_input[info.name] for info in graph.inputs]
+    return list(sample_input) if isinstance(sample_input, (list, tuple)) else [sample_input]
+
+
 def _native_method(model: Any, method: str, inputs: list) -> Any:
     return getattr(model, method)(*inputs)
 
@@ -211,7 +218,7 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
     its framework computes a method (networks have no ``predict``). ``warn``
     is off for quantized exports, whose error is reported separately.
     """
-    inputs = list(sample_input) if isinstance(sample_input, (list, tuple)) else [sample_input]
+    inputs = _sample_inputs(sample_input, loaded.graph)
     native_call = getattr(converter, "native_method", _native_method)
     report: dict[str, Any] = {"rows": int(len(inputs[0]))}
     for method, kind in methods.items():
