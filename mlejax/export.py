@@ -224,7 +224,8 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
     for method, kind in methods.items():
         if native_call is _native_method and not hasattr(model, method):
             continue  # a documented extension the source model lacks: nothing to compare with
-        native = native_call(model, method, inputs)
+        with np.errstate(all="ignore"):  # e.g. sklearn's own log(0) in predict_log_proba
+            native = native_call(model, method, inputs)
         native = np.asarray(native.toarray() if hasattr(native, "toarray") else native)  # sparse transforms
         got = np.asarray(getattr(loaded, method)(*inputs))
         if kind == "label":
