@@ -55,6 +55,14 @@ class ExportContext:
         """Convert a nested model (a pipeline step, a base estimator) applied to value ``x``."""
         return find_converter(model)(model, x, self)
 
+    def convert_member(self, model: Any, x: str) -> dict:
+        """:meth:`convert` for an ensemble member: its ``classes`` do not replace the ensemble's."""
+        saved = self.classes
+        try:
+            return self.convert(model, x)
+        finally:
+            self.classes = saved
+
 
 def model_key(model_or_type: Any) -> str:
     cls = model_or_type if isinstance(model_or_type, type) else type(model_or_type)

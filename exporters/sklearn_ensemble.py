@@ -38,15 +38,6 @@ def _const(ctx: ExportContext, hint: str, value, dtype=np.float32) -> str:
     return ctx.builder.tensor(hint, np.atleast_1d(np.asarray(value, dtype=dtype)))
 
 
-def _convert_member(ctx: ExportContext, est, x: str) -> dict:
-    """Convert a member estimator on ``x``, keeping the ensemble's own ``ctx.classes``."""
-    saved = ctx.classes
-    try:
-        return ctx.convert(est, x)
-    finally:
-        ctx.classes = saved
-
-
 def _select_columns(ctx: ExportContext, x: str, features, n_features: int) -> str:
     """``x[:, features]``, or ``x`` itself when ``features`` is every column in order."""
     if features is None:
@@ -121,7 +112,7 @@ def _tree_readout(est, kind: str) -> np.ndarray:
 
 def _member_value(ctx: ExportContext, est, x: str, kind: str, width: int) -> str:
     """Convert ``est`` on ``x`` and return its ``kind`` output; float outputs are reshaped to [B, width]."""
-    out = _convert_member(ctx, est, x)
+    out = ctx.convert_member(est, x)
     if kind not in out:
         raise UnsupportedModelError(f"ensemble member {type(est).__name__} gives no {kind!r} output; it gives {sorted(out)}")
     if kind == "label":
@@ -467,7 +458,7 @@ def convert_stacking_classifier(model, x: str, ctx: ExportContext) -> dict:
         raise UnsupportedModelError("StackingClassifier on multilabel targets is not supported")
     meta = _stack_features(model, x, ctx)
     final = model.final_estimator_
-    out = _convert_member(ctx, final, meta)
+    out = ctx.convert_member(final, meta)
     pos = np.asarray(final.classes_).astype(np.int64)  # final was fit on encoded labels 0..K-1
     if len(pos) != len(model.classes_):
         raise UnsupportedModelError("StackingClassifier whose final estimator saw only some classes")
@@ -485,7 +476,7 @@ def convert_stacking_classifier(model, x: str, ctx: ExportContext) -> dict:
 def convert_stacking_regressor(model, x: str, ctx: ExportContext) -> dict:
     """StackingRegressor: final_estimator_ on the stacked member outputs."""
     meta = _stack_features(model, x, ctx)
-    out = _convert_member(ctx, model.final_estimator_, meta)
+    out = ctx.convert_member(model.final_estimator_, meta)
     return {"output": out["output"], "transform": meta}
 
 

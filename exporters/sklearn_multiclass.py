@@ -26,20 +26,12 @@ def _column(ctx: ExportContext, value: str, index: int | None) -> str:
     return b.op("Reshape", value, shape=[1])
 
 
-def _member_outputs(ctx: ExportContext, est, x: str) -> dict:
-    saved = ctx.classes
-    try:
-        return ctx.convert(est, x)
-    finally:
-        ctx.classes = saved
-
-
 def convert_one_vs_rest(model, x: str, ctx: ExportContext) -> dict:
     """OneVsRestClassifier (binary and multiclass): scores, labels, probabilities, decisions."""
     if model.label_binarizer_.y_type_.startswith("multilabel"):
         raise UnsupportedModelError("multilabel OneVsRestClassifier is not supported; binary and multiclass are")
     b = ctx.builder
-    members = [_member_outputs(ctx, est, x) for est in model.estimators_]
+    members = [ctx.convert_member(est, x) for est in model.estimators_]
     set_classes(ctx, model.classes_)
     has_decision = all("decision" in m for m in members) and hasattr(model.estimators_[0], "decision_function")
     scores, probas = [], []

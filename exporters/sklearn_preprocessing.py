@@ -102,7 +102,7 @@ def convert_robust_scaler(model, x: str, ctx: ExportContext) -> dict:
 
 def convert_normalizer(model, x: str, ctx: ExportContext) -> dict:
     """Normalizer: rows divided by their l1 / l2 / max norm; norms below 10 * float32 eps count as 1."""
-    return {"transform": ctx.builder.op("RowNormalize", x, norm=model.norm, tiny=_F32_TINY)}
+    return {"transform": ctx.builder.op("NormalizeRows", x, norm=model.norm, tiny=_F32_TINY)}
 
 
 def convert_binarizer(model, x: str, ctx: ExportContext) -> dict:

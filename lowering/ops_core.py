@@ -110,7 +110,11 @@ def _two_class_proba(node: Node, p):
 
 @register_rule("NormalizeRows")
 def _normalize_rows(node: Node, x):
-    """Divide each row by its sum (``norm="l1"``, non-negative input) or L2 / max norm."""
+    """Divide each row by its ``norm`` (``l1``, ``l2`` or ``max`` of absolute values).
+
+    Rows whose norm is 0 or below attr ``tiny`` (default 0) are left unchanged:
+    scikit-learn's ``normalize`` passes ``tiny = 10 * eps``.
+    """
     norm = node.attrs.get("norm", "l1")
     if norm == "l1":
         d = jnp.sum(jnp.abs(x), axis=1, keepdims=True)
@@ -118,7 +122,7 @@ def _normalize_rows(node: Node, x):
         d = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
     else:
         d = jnp.max(jnp.abs(x), axis=1, keepdims=True)
-    return x / jnp.where(d == 0, 1.0, d)
+    return x / jnp.where((d == 0) | (d < node.attrs.get("tiny", 0.0)), 1.0, d)
 
 
 @register_rule("Squeeze")

@@ -44,22 +44,6 @@ def _fill_missing(node: Node, x, fill):
     return jnp.where(_missing_mask(x, node.attrs["missing"]), fill, x)
 
 
-@register_rule("RowNormalize")
-def _row_normalize(node: Node, x):
-    """Divide each row by its ``norm`` (``l1``, ``l2`` or ``max`` of absolute values); norms below ``tiny`` count as 1.
-
-    This is scikit-learn's ``normalize``: near-zero norms (``< 10 * eps``) leave the row unchanged.
-    """
-    norm = node.attrs["norm"]
-    if norm == "l1":
-        d = jnp.sum(jnp.abs(x), axis=1, keepdims=True)
-    elif norm == "l2":
-        d = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
-    else:
-        d = jnp.max(jnp.abs(x), axis=1, keepdims=True)
-    return x / jnp.where(d < node.attrs["tiny"], 1.0, d)
-
-
 def _split_f32(a):
     """Veltkamp split of float32 ``a`` into 12-bit halves: ``a == hi + lo`` exactly."""
     c = a * 4097.0

@@ -56,105 +56,132 @@ float32 in chunks of trees; the order of additions is unspecified.
 ``tree_target``) plus ``leaf_ids`` (int32 per node, may be empty): it returns
 ``leaf_ids[leaf]`` when given, else the leaf's index relative to its root.
 
-Trees are evaluated in chunks scanned with ``lax.scan`` so the program size
-does not grow with the tree count and memory stays bounded in the batch.
+Trees are evaluated in chunks scanned with ``lax.scan`` and the batch in
+tiles, so the program size does not grow with the tree count and memory stays
+bounded in the batch. *How* the leaves are found is a lowering strategy
+(:mod:`.tree_strategies`: traversal, perfect, bitvector, oblivious, gemm),
+picked per forest and batch size or forced with ``load_model(...,
+tree_strategy=...)`` / ``$MLEJAX_TREE_STRATEGY``; all give the same leaves.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..format.graph import Node
+from .program import lowering_options
 from .registry import register_rule
+from .tree_strategies import Forest, Layout, analyze, choose, derived, leaves, requested_strategy
 
-#: Upper bound on rows × trees held at once inside the scan.
-_MAX_WORK = 1 << 22
-
-
-class _Forest(NamedTuple):
-    """Per-node arrays that decide the path (empty optional arrays switch features off)."""
-
-    feature: jax.Array
-    threshold: jax.Array
-    left: jax.Array
-    right: jax.Array
-    default_left: jax.Array
-    missing_lo: jax.Array
-    missing_hi: jax.Array
-    cat_start: jax.Array
-    cat_len: jax.Array
-    cat_bits: jax.Array
-    cat_other_left: jax.Array
-    cat_lo: float = -1.0
-    cat_hi: float = float(2**31)
-    cat_integer: bool = False
+_EMPTY_I = np.zeros((0,), np.int32)
+#: Optional decision inputs, empty (switched off) when a version lacks them.
+_EMPTY = {"missing_lo": np.zeros((0,), np.float32), "missing_hi": np.zeros((0,), np.float32), "cat_start": _EMPTY_I,
+          "cat_len": _EMPTY_I, "cat_bits": np.zeros((0,), np.uint32), "cat_other_left": np.zeros((0,), bool)}
+#: Names of the decision inputs, in version-2 order, and of version 1's.
+_DECISION = ("feature", "threshold", "left", "right", "default_left", "missing_lo", "missing_hi",
+             "cat_start", "cat_len", "cat_bits", "cat_other_left")
 
 
-def _v1_forest(feature, threshold, left, right, default_left) -> _Forest:
-    empty_f = jnp.zeros((0,), jnp.float32)
-    empty_i = jnp.zeros((0,), jnp.int32)
-    return _Forest(feature, threshold, left, right, default_left, empty_f, empty_f, empty_i, empty_i,
-                   jnp.zeros((0,), jnp.uint32), jnp.zeros((0,), bool))
-
-
-def _v2_forest(node: Node, feature, threshold, left, right, default_left, missing_lo, missing_hi,
-               cat_start, cat_len, cat_bits, cat_other_left) -> _Forest:
+def _forest(node: Node, arrays: dict) -> Forest:
     attrs = node.attrs
-    return _Forest(feature, threshold, left, right, default_left, missing_lo, missing_hi, cat_start, cat_len,
-                   cat_bits, cat_other_left, float(attrs.get("cat_lo", -1.0)), float(attrs.get("cat_hi", 2.0**31)),
-                   bool(attrs.get("cat_integer", False)))
+    fields = [jnp.asarray(arrays[k] if k in arrays else _EMPTY[k]) for k in _DECISION]
+    rec = (lowering_options().get("params") or {}).get(f"{node.name}/rec")  # prepared once per Program
+    return Forest(*fields, float(attrs.get("cat_lo", -1.0)), float(attrs.get("cat_hi", 2.0**31)),
+                  bool(attrs.get("cat_integer", False)), rec if rec is not None else derived(*fields[:5]))
+
+
+def _prepare(node: Node, host: dict) -> dict:
+    """``{"rec": Forest.rec}`` computed once on the host (see :func:`.tree_strategies.derived`); {} if malformed."""
+    try:
+        arrays = [np.asarray(host[name]) for name in node.inputs[1:6]]
+        return {"rec": derived(*arrays, xp=np)}
+    except (KeyError, ValueError, TypeError, IndexError):
+        return {}
+
+
+def _host_arrays(node: Node, names: Sequence[str], inputs: Sequence[Any]) -> dict | None:
+    """The decision inputs as numpy arrays (from the Program's host tensors, or concrete inputs), else None."""
+    host = lowering_options().get("host") or {}
+    out = {}
+    for name, value_name, value in zip(names, node.inputs[1:], inputs):
+        if name not in _DECISION and name != "roots":
+            continue
+        if value_name in host:
+            out[name] = np.asarray(host[value_name])
+        elif not isinstance(value, jax.core.Tracer):
+            out[name] = np.asarray(value)
+        else:
+            return None
+    return {**_EMPTY, **out}
+
+
+def _plan(node: Node, names: Sequence[str], inputs: Sequence[Any], batch: int) -> tuple[str, Layout | None]:
+    """(strategy, layout) for this node and batch; the layout is memoized per Program."""
+    options = lowering_options()
+    requested = requested_strategy(options)
+    cache = options.get("cache")
+    cache_key = ("tree_layout", node.name)
+    if cache is not None and cache_key in cache:
+        layout = cache[cache_key]
+    else:
+        layout = None
+        if requested != "traversal":
+            host = _host_arrays(node, names, inputs)
+            try:
+                layout = analyze(host, int(node.attrs["max_depth"])) if host is not None else None
+            except (ValueError, IndexError, TypeError):  # malformed arrays: the traversal defines the result
+                layout = None
+            if cache is not None:
+                cache[cache_key] = layout
+    strategy = choose(requested, layout, batch, str(options.get("platform", jax.default_backend())))
+    choices = options.get("choices")
+    if choices is not None:
+        choices[f"{node.name}@{batch}"] = strategy
+    return strategy, layout
+
+
+_V1 = ("feature", "threshold", "left", "right", "default_left", "values", "roots")
+_V2 = _V1 + ("tree_target",) + _DECISION[5:]
 
 
 @register_rule("TreeEnsemble")
-def _tree_ensemble(node: Node, x, feature, threshold, left, right, default_left, values, roots):
+def _tree_ensemble(node: Node, x, *inputs):
     """Version 1: sum/mean of leaf ``values`` over trees, ``x <= threshold`` splits, NaN → default."""
-    forest = _v1_forest(feature, threshold, left, right, default_left)
-    return _ensemble(node, x, forest, values, roots, jnp.zeros((0,), jnp.int32))
+    return _ensemble(node, x, _V1, inputs)
 
 
 @register_rule("TreeEnsemble", version=2)
-def _tree_ensemble_v2(node: Node, x, feature, threshold, left, right, default_left, values, roots, tree_target,
-                      missing_lo, missing_hi, cat_start, cat_len, cat_bits, cat_other_left):
+def _tree_ensemble_v2(node: Node, x, *inputs):
     """Version 2: adds missing intervals, categorical bitsets and per-tree target columns (module docstring)."""
-    forest = _v2_forest(node, feature, threshold, left, right, default_left, missing_lo, missing_hi,
-                        cat_start, cat_len, cat_bits, cat_other_left)
-    return _ensemble(node, x, forest, values, roots, tree_target)
+    return _ensemble(node, x, _V2, inputs)
 
 
-def _ensemble(node: Node, x, forest: _Forest, values, roots, tree_target):
+def _ensemble(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
+    arrays = dict(zip(names, inputs))
     attrs = node.attrs
-    depth = int(attrs["max_depth"])
+    values, roots = arrays["values"], arrays["roots"]
+    tree_target = arrays.get("tree_target", _EMPTY_I)
     n_out = int(attrs.get("n_targets", values.shape[1]))
     per_tree = tree_target.shape[0] > 0
-    n_trees = roots.shape[0]
-    batch = x.shape[0]
-    chunk = int(max(1, min(n_trees, _MAX_WORK // max(batch, 1))))
-    n_chunks = -(-n_trees // chunk)
-    pad = n_chunks * chunk - n_trees
-    # Padding trees start at node 0 but contribute nothing (weight 0).
-    weights = jnp.concatenate([jnp.ones((n_trees,), values.dtype), jnp.zeros((pad,), values.dtype)])
-    roots_p = jnp.concatenate([roots, jnp.zeros((pad,), roots.dtype)])
-    target_p = jnp.concatenate([tree_target, jnp.zeros((pad,), jnp.int32)]) if per_tree else jnp.zeros((n_chunks * chunk,), jnp.int32)
+    strategy, layout = _plan(node, names, inputs, x.shape[0])
+    f = _forest(node, arrays)
+    platform = str(lowering_options().get("platform", jax.default_backend()))
 
-    def body(acc, chunk_args):
-        chunk_roots, chunk_w, chunk_t = chunk_args
-        leaf = _traverse(x, forest, chunk_roots, depth)  # [B, chunk]
+    def finish(leaf, trees, table):
+        w = (trees >= 0).astype(values.dtype)
         if per_tree:
-            onehot = jax.nn.one_hot(chunk_t, n_out, dtype=values.dtype) * chunk_w[:, None]  # [chunk, n_out]
-            contrib = jnp.matmul(values[leaf, 0], onehot, precision=jax.lax.Precision.HIGHEST)
-        else:
-            contrib = jnp.einsum("bcn,c->bn", values[leaf], chunk_w, precision=jax.lax.Precision.HIGHEST)
-        return acc + contrib, None
+            onehot = jax.nn.one_hot(tree_target[jnp.maximum(trees, 0)], n_out, dtype=values.dtype) * w[:, None]
+            return jnp.einsum("ct,cn->tn", table[leaf], onehot, precision=jax.lax.Precision.HIGHEST)
+        return jnp.einsum("ctn,c->tn", table[leaf], w, precision=jax.lax.Precision.HIGHEST)
 
-    acc0 = jnp.zeros((batch, n_out), values.dtype)
-    xs = (roots_p.reshape(n_chunks, chunk), weights.reshape(n_chunks, chunk), target_p.reshape(n_chunks, chunk))
-    acc, _ = jax.lax.scan(body, acc0, xs)
+    table = values[:, 0] if per_tree else values
+    acc = leaves(strategy, f, layout, roots, x, int(attrs["max_depth"]), platform, (table,), finish)
     if attrs.get("aggregate", "sum") == "mean":
-        counts = jnp.maximum(jnp.zeros((n_out,), values.dtype).at[tree_target].add(1.0), 1.0) if per_tree else jnp.float32(n_trees)
+        counts = jnp.maximum(jnp.zeros((n_out,), values.dtype).at[tree_target].add(1.0), 1.0) if per_tree else jnp.float32(roots.shape[0])
         acc = acc / counts
     base = attrs.get("base")
     if base is not None:
@@ -162,66 +189,38 @@ def _ensemble(node: Node, x, forest: _Forest, values, roots, tree_target):
     return acc
 
 
+_LEAF_V1 = ("feature", "threshold", "left", "right", "default_left", "roots")
+_LEAF_V2 = _LEAF_V1 + _DECISION[5:] + ("leaf_ids",)
+
+
 @register_rule("TreeLeafIndex")
-def _tree_leaf_index(node: Node, x, feature, threshold, left, right, default_left, roots):
+def _tree_leaf_index(node: Node, x, *inputs):
     """Version 1: leaf index per (row, tree) relative to the tree's root, ``[B, n_trees]`` int32."""
-    forest = _v1_forest(feature, threshold, left, right, default_left)
-    leaf = _traverse(x, forest, roots, int(node.attrs["max_depth"]))
-    return leaf - roots[None, :]
+    return _leaf_index(node, x, _LEAF_V1, inputs)
 
 
 @register_rule("TreeLeafIndex", version=2)
-def _tree_leaf_index_v2(node: Node, x, feature, threshold, left, right, default_left, roots, missing_lo, missing_hi,
-                        cat_start, cat_len, cat_bits, cat_other_left, leaf_ids):
+def _tree_leaf_index_v2(node: Node, x, *inputs):
     """Version 2: ``leaf_ids[leaf]`` per (row, tree) (or the index relative to the root if empty)."""
-    forest = _v2_forest(node, feature, threshold, left, right, default_left, missing_lo, missing_hi,
-                        cat_start, cat_len, cat_bits, cat_other_left)
-    leaf = _traverse(x, forest, roots, int(node.attrs["max_depth"]))
-    return leaf_ids[leaf] if leaf_ids.shape[0] > 0 else leaf - roots[None, :]
+    return _leaf_index(node, x, _LEAF_V2, inputs)
 
 
-def _key(v):
-    """Order-preserving int32 image of float32 ``v`` (``-0 == +0``; subnormals kept, whatever the FTZ mode)."""
-    bits = jax.lax.bitcast_convert_type(v, jnp.int32)
-    return jnp.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+def _leaf_index(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
+    arrays = dict(zip(names, inputs))
+    roots = arrays["roots"]
+    leaf_ids = arrays.get("leaf_ids", _EMPTY_I)
+    strategy, layout = _plan(node, names, inputs, x.shape[0])
+    f = _forest(node, arrays)
+    platform = str(lowering_options().get("platform", jax.default_backend()))
+
+    def finish(leaf, trees, node_ids):
+        nodes = node_ids[leaf]
+        ids = leaf_ids[nodes] if leaf_ids.shape[0] > 0 else nodes - roots[jnp.maximum(trees, 0)][:, None]
+        return ids[: roots.shape[0]].T
+
+    node_ids = jnp.arange(arrays["left"].shape[0], dtype=jnp.int32)
+    return leaves(strategy, f, layout, roots, x, int(node.attrs["max_depth"]), platform, (node_ids,), finish)
 
 
-def _host_key(v: float) -> int:
-    """:func:`_key` of a constant, computed on the host."""
-    bits = int(np.float32(v).view(np.int32))
-    return -(bits & 0x7FFFFFFF) if bits < 0 else bits
-
-
-def _go_left(f: _Forest, idx, xv, t_key):
-    """The decision at nodes ``idx`` for values ``xv`` (same shape): True ⇒ left child."""
-    xk = _key(xv)
-    go_left = xk <= t_key[idx]
-    if f.cat_bits.shape[0] > 0:
-        start = f.cat_start[idx]
-        valid = (xk > _host_key(f.cat_lo)) & (xk < _host_key(f.cat_hi))
-        if f.cat_integer:
-            valid = valid & (jnp.trunc(xv) == xv)
-        code = jnp.where(valid, xv, 0.0).astype(jnp.int32)  # truncates toward zero
-        word = code >> 5
-        n_words = f.cat_len[idx]
-        in_range = valid & (word < n_words)
-        bits = f.cat_bits[jnp.clip(start + jnp.minimum(word, n_words - 1), 0, f.cat_bits.shape[0] - 1)]
-        in_set = ((bits >> (code & 31).astype(jnp.uint32)) & 1) == 1
-        cat_left = jnp.where(in_range, in_set, f.cat_other_left[idx])
-        go_left = jnp.where(start >= 0, cat_left, go_left)
-    missing = jnp.isnan(xv)
-    if f.missing_lo.shape[0] > 0:
-        missing = missing | ((_key(f.missing_lo[idx]) <= xk) & (xk <= _key(f.missing_hi[idx])))
-    return jnp.where(missing, f.default_left[idx], go_left)
-
-
-def _traverse(x, f: _Forest, roots, depth: int):
-    """Walk every row down every tree in ``roots``; return global leaf indices [B, n_roots]."""
-    idx = jnp.broadcast_to(roots[None, :], (x.shape[0], roots.shape[0]))
-    t_key = _key(f.threshold)
-
-    def level(_, idx):
-        xv = jnp.take_along_axis(x, f.feature[idx], axis=1)
-        return jnp.where(_go_left(f, idx, xv, t_key), f.left[idx], f.right[idx])
-
-    return jax.lax.fori_loop(0, depth, level, idx, unroll=depth <= 16)
+for _rule in (_tree_ensemble, _tree_ensemble_v2, _tree_leaf_index, _tree_leaf_index_v2):
+    _rule.prepare = _prepare

@@ -8,6 +8,7 @@ cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -19,17 +20,45 @@ from ..format.graph import Graph
 from .cache import enable_persistent_cache
 from .registry import check_supported, get_rule
 
-__all__ = ["evaluate", "Program", "bucket_for"]
+__all__ = ["evaluate", "Program", "bucket_for", "lowering_options"]
 
 #: Largest padded batch compiled by default; bigger batches run in tiles of this size.
 DEFAULT_MAX_TILE = 1 << 16
 
+_OPTIONS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("mlejax_lowering_options", default={})
 
-def evaluate(graph: Graph, params: Mapping[str, Any], inputs: Sequence[Any], outputs: Sequence[str]) -> list:
+
+def lowering_options() -> Mapping[str, Any]:
+    """Options of the :func:`evaluate` call now tracing (rules read them; empty outside one).
+
+    Keys set by :class:`Program`: its ``options`` (e.g. ``tree_strategy``),
+    ``platform`` (the device's platform), ``host`` (stored tensors as numpy
+    arrays, by value name), ``params`` (the traced stored and prepared tensors), ``cache`` (a per-Program dict rules may memoize
+    host-side analysis in) and ``choices`` (a dict rules record decisions in).
+    """
+    return _OPTIONS.get()
+
+
+def evaluate(
+    graph: Graph,
+    params: Mapping[str, Any],
+    inputs: Sequence[Any],
+    outputs: Sequence[str],
+    options: Mapping[str, Any] | None = None,
+) -> list:
     """Compute the named graph ``outputs`` from ``inputs`` (JAX-traceable).
 
-    Only nodes that the requested outputs depend on are evaluated.
+    Only nodes that the requested outputs depend on are evaluated. ``options``
+    are visible to rules through :func:`lowering_options` while they run.
     """
+    token = _OPTIONS.set(options if options is not None else {})
+    try:
+        return _evaluate(graph, params, inputs, outputs)
+    finally:
+        _OPTIONS.reset(token)
+
+
+def _evaluate(graph: Graph, params: Mapping[str, Any], inputs: Sequence[Any], outputs: Sequence[str]) -> list:
     env: dict[str, Any] = dict(params)
     for info, value in zip(graph.inputs, inputs):
         env[info.name] = value
@@ -69,6 +98,8 @@ class Program:
       batch_buckets: ``"pow2"`` (default), a list of batch sizes, or ``None``
         to compile for every exact batch size.
       max_tile: batches above this many rows run in tiles of ``max_tile``.
+      options: lowering options passed to rules (see :func:`lowering_options`),
+        e.g. ``{"tree_strategy": "auto"}``; part of the executable cache key.
     """
 
     def __init__(
@@ -78,18 +109,25 @@ class Program:
         device: Any = None,
         batch_buckets: str | Sequence[int] | None = "pow2",
         max_tile: int = DEFAULT_MAX_TILE,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         check_supported(graph)
+        self.options = dict(options or {})
         self.graph = graph
         self.device = resolve_device(device)
         self.batch_buckets = batch_buckets
         self.max_tile = max_tile if batch_buckets is not None else 1 << 62
         self._host_tensors = {k: tensors[k] for k in _referenced(graph, tensors)}
+        self._host_tensors.update(_prepared(graph, self._host_tensors))
         self._params: dict[str, jax.Array] | None = None
         self._compiled: dict[tuple, Callable] = {}
         self._lock = threading.Lock()
         #: seconds spent in lowering + XLA compilation, per cache key
         self.compile_seconds: dict[tuple, float] = {}
+        #: decisions rules recorded while lowering (e.g. the tree strategy per node and batch)
+        self.choices: dict[str, Any] = {}
+        self._rule_cache: dict[Any, Any] = {}
+        self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
 
     @property
     def params(self) -> dict[str, jax.Array]:
@@ -102,15 +140,23 @@ class Program:
         """A pure function ``f(params, *inputs) -> list of outputs``."""
         graph = self.graph
         outputs = list(outputs)
+        options = {
+            **self.options,
+            "platform": self.device.platform,
+            "host": self._host_tensors,
+            "cache": self._rule_cache,
+            "choices": self.choices,
+        }
 
         def f(params, *inputs):
-            return evaluate(graph, params, inputs, outputs)
+            return evaluate(graph, params, inputs, outputs, {**options, "params": params})
 
         return f
 
     def compiled(self, outputs: Sequence[str], shapes: Sequence[tuple], dtypes: Sequence[Any]) -> Callable:
         """The XLA executable for these outputs and exact input shapes (cached)."""
-        key = (tuple(outputs), tuple(map(tuple, shapes)), tuple(np.dtype(d).name for d in dtypes), str(self.device))
+        key = (tuple(outputs), tuple(map(tuple, shapes)), tuple(np.dtype(d).name for d in dtypes), str(self.device),
+               self._options_key)
         exe = self._compiled.get(key)
         if exe is None:
             with self._lock:
@@ -144,7 +190,8 @@ class Program:
         if padded != n:
             tile = [np.concatenate([a, np.zeros((padded - n, *a.shape[1:]), a.dtype)]) for a in tile]
         exe = self.compiled(outputs, [a.shape for a in tile], [a.dtype for a in tile])
-        device_inputs = [jax.device_put(a, self.device) for a in tile]
+        # The executable takes host arrays as they are on CPU (an explicit device_put costs ~40 us a call).
+        device_inputs = tile if self.device.platform == "cpu" else [jax.device_put(a, self.device) for a in tile]
         out = exe(self.params, *device_inputs)
         return [np.asarray(o)[:n] for o in out]
 
@@ -159,6 +206,20 @@ def resolve_device(device: Any) -> jax.Device:
         except RuntimeError as exc:
             raise ValueError(f"no {device!r} device available to JAX ({exc}); present: {jax.devices()}") from None
     return device
+
+
+def _prepared(graph: Graph, host: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Host-derived tensors of rules that declare ``rule.prepare(node, host) -> {suffix: array}``.
+
+    They are stored as ``"<node name>/<suffix>"`` params, which rules read from
+    ``lowering_options()["params"]`` (computed once per Program, not per call).
+    """
+    out: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        prepare = getattr(get_rule(node), "prepare", None)
+        if prepare is not None:
+            out.update({f"{node.name}/{k}": v for k, v in prepare(node, host).items()})
+    return out
 
 
 def _referenced(graph: Graph, tensors: Mapping[str, np.ndarray]) -> list[str]:

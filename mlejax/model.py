@@ -44,6 +44,7 @@ def load_model(
     key: bytes | None = None,
     password: str | None = None,
     max_decompressed_bytes: int = 4 << 30,
+    tree_strategy: str = "auto",
 ) -> "Model":
     """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
 
@@ -68,6 +69,11 @@ def load_model(
       public_key: Ed25519 public key(s): key object, raw 32 bytes, PEM or path.
       key, password: decrypt an encrypted file (32-byte AES key, or password).
       max_decompressed_bytes: refuse compressed files that would expand past this.
+      tree_strategy: how tree ensembles are lowered: ``"auto"`` (a heuristic
+        per forest and batch size; ``$MLEJAX_TREE_STRATEGY`` overrides it) or
+        one of ``traversal``, ``perfect``, ``bitvector``, ``oblivious``,
+        ``gemm`` (used where the forest allows it, else the heuristic's pick).
+        All give the same results. See :mod:`mlejax.lowering.tree_strategies`.
     """
     from . import __version__
 
@@ -76,7 +82,7 @@ def load_model(
         os.fspath(path), public_key=keys, key=key, password=password, max_decompressed_bytes=max_decompressed_bytes
     )
     check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
-    model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile)
+    model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy)
     for n in warmup or ():
         model.warmup(n)
     return model
@@ -110,7 +116,14 @@ class Model:
     ``n_features_in_``, ``feature_names_in_``).
     """
 
-    def __init__(self, mfile: Any, *, device: Any = None, batch_buckets: Any = "pow2", max_tile: int = DEFAULT_MAX_TILE) -> None:
+    def __init__(
+        self, mfile: Any, *, device: Any = None, batch_buckets: Any = "pow2", max_tile: int = DEFAULT_MAX_TILE,
+        tree_strategy: str = "auto",
+    ) -> None:
+        from .lowering.tree_strategies import STRATEGIES
+
+        if tree_strategy != "auto" and tree_strategy not in STRATEGIES:
+            raise ValueError(f"unknown tree_strategy {tree_strategy!r}; choose from auto, {', '.join(STRATEGIES)}")
         self._file = mfile
         self.metadata: dict = mfile.metadata
         self.graph: Graph = Graph.from_dict(mfile.graph, set(mfile.tensors))
@@ -121,7 +134,10 @@ class Model:
         self.n_features_in_: int | None = first.shape[1] if len(first.shape) == 2 else None
         if first.feature_names is not None:
             self.feature_names_in_ = np.asarray(first.feature_names, dtype=object)
-        self.program = Program(self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile)
+        self.program = Program(
+            self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
+            options={"tree_strategy": tree_strategy},
+        )
 
     # --- description -----------------------------------------------------------------
     @property
@@ -136,6 +152,15 @@ class Model:
     @property
     def device(self) -> Any:
         return self.program.device
+
+    @property
+    def tree_strategy(self) -> str:
+        """The tree strategies compiled so far (``"strategy"`` or ``"node@batch=strategy, ..."``; ``""`` if none)."""
+        choices = {k: v for k, v in self.program.choices.items()}
+        distinct = sorted(set(choices.values()))
+        if len(distinct) <= 1:
+            return distinct[0] if distinct else ""
+        return ", ".join(f"{k}={v}" for k, v in sorted(choices.items()))
 
     def __repr__(self) -> str:
         return f"<mlejax.Model of {self.source_estimator}: methods {sorted(self.methods)}, device {self.device}>"
