@@ -157,7 +157,7 @@ def _request_pandas_categories(ctx: ExportContext, booster: Any, header: dict) -
     pandas_categorical = getattr(booster, "pandas_categorical", None)
     if not pandas_categorical:
         return
-    from ..host import request_category_column, set_feature_names
+    from ._host_encoding import request_category_column, set_feature_names
 
     infos = header.get("feature_infos", "").split()
     columns = [i for i, info in enumerate(infos) if info != "none" and not info.startswith("[")]

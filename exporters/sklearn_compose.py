@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
-from ..host import RAW_INPUT, raw_columns, record_raw_columns, request_ignored_column, set_feature_names
+from ._host_encoding import RAW_INPUT, raw_columns, record_raw_columns, request_ignored_column, set_feature_names
 from .registry import ExportContext, register_converter
 from .sklearn_preprocessing import inverse_transform_graph
 

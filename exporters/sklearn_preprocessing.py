@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
-from ..host import RAW_INPUT, raw_columns, request_category_column, set_feature_names
+from ._host_encoding import RAW_INPUT, raw_columns, request_category_column, set_feature_names
 from .registry import ExportContext, register_converter
 from .sklearn_tree import float32_threshold
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..host import raw_columns, record_raw_columns
+from ._host_encoding import raw_columns, record_raw_columns
 from .registry import ExportContext, register_converter
 
 

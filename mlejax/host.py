@@ -14,26 +14,7 @@ column of codes and one-hot / ordinal encodes it with its own tables. Columns
 a ``ColumnTransformer`` drops are replaced by 0 when they are not numeric.
 Numeric columns pass through unchanged (as float32).
 
-**The spec** (plain data, stored in the file's metadata under
-``"host_encoding"``; converters put it in ``ctx.options["host_encoding"]``)::
-
-    {"version": 1,
-     "n_features": 5,                      # raw input width == graph input width
-     "feature_names": ["city", ...] | None,  # raw column names (DataFrames are matched by name)
-     "columns": [                          # only the columns that need the host
-        {"index": 0, "kind": "category",
-         "categories": ["Paris", "Rome"],  # non-missing categories, in categories_ order
-         "missing": "nan" | "none" | None, # which missing marker is itself a category
-         "unknown": "error" | "code"},
-        {"index": 3, "kind": "ignore"}]}   # unused column: numbers if it has them, else 0
-
-Codes of a ``category`` column: the position of the value in
-``categories``; the missing marker named by ``missing`` (``None`` or a float
-NaN) gives NaN, which the graph treats as the NaN category (scikit-learn keeps
-a missing category last in ``categories_``); anything else is unknown and
-gives -1 (no category has that code), or raises :class:`InputError` when
-``unknown == "error"`` (as scikit-learn's ``handle_unknown="error"`` does).
-Values are compared as strings (``str(value)``).
+The spec itself is defined in :mod:`mlejax.format.host_spec`.
 """
 
 from __future__ import annotations
@@ -43,21 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .format.errors import InputError, MLEFormatError, UnsupportedModelError
+from .format.errors import InputError
+from .format.host_spec import validate_host_spec
 
-__all__ = [
-    "HostEncoder",
-    "RAW_INPUT",
-    "raw_columns",
-    "record_raw_columns",
-    "request_category_column",
-    "request_ignored_column",
-    "set_feature_names",
-]
+__all__ = ["HostEncoder"]
 
-#: Name of the graph input that carries the raw columns (set by ``export_model``).
-RAW_INPUT = "X"
-_SPEC_VERSION = 1
 _UNKNOWN_CODE = -1.0
 
 
@@ -122,12 +93,12 @@ class HostEncoder:
     def from_metadata(cls, meta: dict) -> "HostEncoder | None":
         """The encoder stored in file metadata, or ``None`` when the model needs none.
 
-        Raises :class:`MLEFormatError` when the spec is malformed.
+        Raises :class:`~mlejax.format.errors.MLEFormatError` when the spec is malformed.
         """
         spec = meta.get("host_encoding")
         if spec is None:
             return None
-        _validate(spec)
+        validate_host_spec(spec)
         return cls(spec)
 
     def apply(self, x: Any) -> Any:
@@ -178,90 +149,3 @@ class HostEncoder:
         return out
 
 
-def _validate(spec: Any) -> None:
-    """Check a spec's structure; :class:`MLEFormatError` names the bad field."""
-
-    def need(ok: bool, where: str, what: str) -> None:
-        if not ok:
-            raise MLEFormatError(f"metadata.host_encoding{where}: expected {what}")
-
-    need(isinstance(spec, dict) and spec.get("version") == _SPEC_VERSION, "", f"a map with version {_SPEC_VERSION}")
-    n = spec.get("n_features")
-    need(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**31, ".n_features", "a positive int")
-    names = spec.get("feature_names")
-    need(names is None or (isinstance(names, list) and len(names) == n and all(isinstance(s, str) for s in names)),
-         ".feature_names", f"null or a list of {n} strings")
-    cols = spec.get("columns")
-    need(isinstance(cols, list), ".columns", "a list")
-    seen = set()
-    for i, c in enumerate(cols):
-        where = f".columns[{i}]"
-        need(isinstance(c, dict) and c.get("kind") in ("category", "ignore"), where, "a map with kind 'category' or 'ignore'")
-        idx = c.get("index")
-        need(isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < n and idx not in seen, where + ".index", f"a unique column index below {n}")
-        seen.add(idx)
-        if c["kind"] == "category":
-            cats = c.get("categories")
-            need(isinstance(cats, list) and all(isinstance(s, str) for s in cats), where + ".categories", "a list of strings")
-            need(len(set(cats)) == len(cats), where + ".categories", "distinct strings")
-            need(c.get("missing") in (None, "nan", "none"), where + ".missing", "null, 'nan' or 'none'")
-            need(c.get("unknown") in ("error", "code"), where + ".unknown", "'error' or 'code'")
-
-
-# --- export side: converters request host encoding through the export context ------------
-
-def _spec(ctx: Any, n_features: int) -> dict:
-    spec = ctx.options.get("host_encoding")
-    if spec is None:
-        spec = {"version": _SPEC_VERSION, "n_features": int(n_features), "feature_names": None, "columns": []}
-        ctx.options["host_encoding"] = spec
-    return spec
-
-
-def raw_columns(ctx: Any, x: str, n_features: int) -> tuple[list[int], int] | None:
-    """``(raw input columns that value x holds, raw input width)``, or ``None`` when ``x`` is computed.
-
-    ``n_features`` is the width of ``x`` (the raw width when ``x`` is the raw input).
-    """
-    if x == RAW_INPUT:
-        return list(range(n_features)), n_features
-    return ctx.options.get("raw_columns", {}).get(x)
-
-
-def record_raw_columns(ctx: Any, x: str, columns: list[int], width: int) -> None:
-    """Note that value ``x`` is a plain selection of ``columns`` of the raw input (``width`` columns)."""
-    ctx.options.setdefault("raw_columns", {})[x] = ([int(c) for c in columns], int(width))
-
-
-def request_category_column(
-    ctx: Any, n_features: int, index: int, categories: list[str], missing: str | None, unknown: str
-) -> None:
-    """Ask for raw column ``index`` to be host-encoded to category codes (see the module docstring)."""
-    spec = _spec(ctx, n_features)
-    entry = {"index": int(index), "kind": "category", "categories": list(categories), "missing": missing, "unknown": unknown}
-    for i, c in enumerate(spec["columns"]):
-        if c["index"] == index:
-            if c["kind"] == "ignore":
-                spec["columns"][i] = entry
-                return
-            if c != entry:
-                raise UnsupportedModelError(
-                    f"raw column {index} is string-encoded by two encoders with different categories; "
-                    "only one encoding per string column is supported"
-                )
-            return
-    spec["columns"].append(entry)
-
-
-def request_ignored_column(ctx: Any, n_features: int, index: int) -> None:
-    """Mark raw column ``index`` as unused: the host gives 0 when it is not numeric."""
-    spec = _spec(ctx, n_features)
-    if all(c["index"] != index for c in spec["columns"]):
-        spec["columns"].append({"index": int(index), "kind": "ignore"})
-
-
-def set_feature_names(ctx: Any, names: Any) -> None:
-    """Record the raw column names (``feature_names_in_``) once a host encoding exists."""
-    spec = ctx.options.get("host_encoding")
-    if spec is not None and names is not None and spec["feature_names"] is None:
-        spec["feature_names"] = [str(n) for n in names]
