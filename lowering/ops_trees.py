@@ -89,17 +89,27 @@ _DECISION = ("feature", "threshold", "left", "right", "default_left", "missing_l
 def _forest(node: Node, arrays: dict) -> Forest:
     attrs = node.attrs
     fields = [jnp.asarray(arrays[k] if k in arrays else _EMPTY[k]) for k in _DECISION]
-    rec = (lowering_options().get("params") or {}).get(f"{node.name}/rec")  # prepared once per Program
+    params = lowering_options().get("params") or {}
+    if all(f"{node.name}/{k}" in params for k in _DERIVED):  # prepared once per Program
+        extra = {k: params[f"{node.name}/{k}"] for k in _DERIVED}
+    else:
+        extra = derived(*fields[:5])
     return Forest(*fields, float(attrs.get("cat_lo", -1.0)), float(attrs.get("cat_hi", 2.0**31)),
-                  bool(attrs.get("cat_integer", False)), rec if rec is not None else derived(*fields[:5]))
+                  bool(attrs.get("cat_integer", False)), **extra)
+
+
+_DERIVED = ("t_key", "children", "row")
 
 
 def _prepare(node: Node, host: dict) -> dict:
-    """``{"rec": Forest.rec}`` computed once on the host (see :func:`.tree_strategies.derived`); {} if malformed."""
+    """The :func:`.tree_strategies.derived` arrays, computed once on the host ({} if malformed)."""
     try:
         arrays = [np.asarray(host[name]) for name in node.inputs[1:6]]
-        return {"rec": derived(*arrays, xp=np)}
-    except (KeyError, ValueError, TypeError, IndexError):
+        n = arrays[0].shape[0]
+        if arrays[0].ndim != 1 or any(a.shape != (n,) for a in arrays):
+            return {}
+        return derived(*arrays, xp=np)
+    except (KeyError, ValueError, TypeError):
         return {}
 
 
@@ -171,14 +181,17 @@ def _ensemble(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
     f = _forest(node, arrays)
     platform = str(lowering_options().get("platform", jax.default_backend()))
 
+    scalar = per_tree or values.shape[1] == 1  # [N] tables: 2-D gathers and a plain matmul
+
     def finish(leaf, trees, table):
         w = (trees >= 0).astype(values.dtype)
         if per_tree:
-            onehot = jax.nn.one_hot(tree_target[jnp.maximum(trees, 0)], n_out, dtype=values.dtype) * w[:, None]
-            return jnp.einsum("ct,cn->tn", table[leaf], onehot, precision=jax.lax.Precision.HIGHEST)
+            w = jax.nn.one_hot(tree_target[jnp.maximum(trees, 0)], n_out, dtype=values.dtype) * w[:, None]
+        if scalar:
+            return jnp.einsum("ct,cn->tn", table[leaf], w.reshape(w.shape[0], -1), precision=jax.lax.Precision.HIGHEST)
         return jnp.einsum("ctn,c->tn", table[leaf], w, precision=jax.lax.Precision.HIGHEST)
 
-    table = values[:, 0] if per_tree else values
+    table = values[:, 0] if scalar else values
     acc = leaves(strategy, f, layout, roots, x, int(attrs["max_depth"]), platform, (table,), finish)
     if attrs.get("aggregate", "sum") == "mean":
         counts = jnp.maximum(jnp.zeros((n_out,), values.dtype).at[tree_target].add(1.0), 1.0) if per_tree else jnp.float32(roots.shape[0])

@@ -156,7 +156,7 @@ class Model:
     @property
     def tree_strategy(self) -> str:
         """The tree strategies compiled so far (``"strategy"`` or ``"node@batch=strategy, ..."``; ``""`` if none)."""
-        choices = {k: v for k, v in self.program.choices.items()}
+        choices = self.program.choices
         distinct = sorted(set(choices.values()))
         if len(distinct) <= 1:
             return distinct[0] if distinct else ""

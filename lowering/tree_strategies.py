@@ -1,0 +1,577 @@
+"""Lowering strategies for ``TreeEnsemble`` / ``TreeLeafIndex`` (semantics: :mod:`.ops_trees`).
+
+Every strategy computes the same leaf for every (row, tree) — they differ only
+in how. All of them decide a node with :func:`decide`, the one definition of
+the split semantics (NaN / missing interval, categorical bitset, ``x <= t`` on
+order-preserving int32 keys), so they are exact by construction; the parity
+suites run under each one (``MLEJAX_TREE_STRATEGY``).
+
+- ``traversal``: walk ``max_depth`` levels from every root with gathers
+  (node → feature → x → child). Works for every forest; O(depth) per tree.
+- ``perfect``: trees padded to perfect trees of depth D in heap order;
+  every node of a tree is decided at once, then D selects walk the heap
+  (``idx = 2 idx + 1 + go_right``). O(2^D) compares per tree, no gathers of x
+  per row. For D ≤ :data:`PERFECT_MAX_DEPTH`.
+- ``bitvector`` (QuickScorer-style): leaves numbered left to right; each inner
+  node whose test sends a row right clears the bits of its left subtree's
+  leaves; the exit leaf is the lowest bit left. An AND-reduction over the
+  inner nodes, any tree shape, ≤ :data:`BITVECTOR_MAX_LEAVES` leaves.
+- ``oblivious``: trees whose inner nodes at each level share one split
+  (CatBoost's symmetric trees, detected on the host): D decisions per tree and
+  leaf = Σ go_right_l · 2^(D-1-l). Nothing else qualifies (falls back).
+- ``gemm`` (Hummingbird-style): decisions of every inner node, a matmul with
+  the ±1 path matrix, ``==`` the count of left edges gives a one-hot leaf, a
+  second matmul sums leaf values over trees. O(inner × leaves) per tree; for
+  shallow trees (≤ :data:`GEMM_MAX_LEAVES` leaves).
+
+The layouts of all but ``traversal`` are derived on the host from the stored
+tensors (the :func:`~.program.lowering_options` ``host`` map, or concrete
+arrays) and enter the program as small int32 index maps; per-node parameters
+are gathered from the stored tensors inside the program. Malformed trees
+(cycles, shared nodes, out-of-range children, deeper than ``max_depth``), or
+a program traced without host access, fall back to ``traversal``.
+
+All strategies run the batch in tiles of rows (transposed to feature-major
+``[F, tile]`` so that a node's comparison reads one contiguous row) and scan
+over chunks of trees, so the program size is flat in the tree count and the
+intermediates are bounded by tile × chunk.
+
+The strategy comes from ``load_model(..., tree_strategy=...)`` (Program option
+``tree_strategy``), else from ``$MLEJAX_TREE_STRATEGY``, else ``"auto"``
+(:func:`choose`). A forced strategy that cannot run a forest falls back as
+:func:`choose` documents; the choice is recorded in ``Program.choices``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["STRATEGIES", "Forest", "derived", "Layout", "analyze", "choose", "decide", "gather_nodes", "leaves", "requested_strategy"]
+
+STRATEGIES = ("traversal", "perfect", "bitvector", "oblivious", "gemm")
+PERFECT_MAX_DEPTH = 10
+BITVECTOR_MAX_LEAVES = 64
+GEMM_MAX_LEAVES = 16
+SMALL_BATCH = 64
+CPU_PERFECT_DEPTH = 8
+
+#: Target number of (row, tree, node) decisions held per tile × chunk step.
+_STEP_WORK = int(os.environ.get("MLEJAX_TREE_STEP_WORK", 1 << 20))
+#: Rows per tile on CPU (the whole batch when smaller).
+_CPU_TILE = int(os.environ.get("MLEJAX_TREE_TILE", 512))
+
+
+class Forest(NamedTuple):
+    """Per-node arrays that decide the path (empty optional arrays switch features off)."""
+
+    feature: jax.Array
+    threshold: jax.Array
+    left: jax.Array
+    right: jax.Array
+    default_left: jax.Array
+    missing_lo: jax.Array
+    missing_hi: jax.Array
+    cat_start: jax.Array
+    cat_len: jax.Array
+    cat_bits: jax.Array
+    cat_other_left: jax.Array
+    cat_lo: float = -1.0
+    cat_hi: float = float(2**31)
+    cat_integer: bool = False
+    t_key: Any = None  #: [N] int32 key(threshold)
+    children: Any = None  #: [2N] int32: left, right of node n at 2n, 2n + 1
+    row: Any = None  #: [N] int32 2·feature + (not default_left): the row of ``_Tile.keys`` a node reads
+
+    @property
+    def has_missing(self) -> bool:
+        return self.missing_lo.shape[0] > 0
+
+    @property
+    def has_cats(self) -> bool:
+        return self.cat_bits.shape[0] > 0
+
+
+class Nodes(NamedTuple):
+    """Decision parameters gathered for an array of node ids (``None``: switched off)."""
+
+    feature: jax.Array
+    t_key: jax.Array
+    default_left: jax.Array
+    miss_lo: jax.Array | None
+    miss_hi: jax.Array | None
+    cat_start: jax.Array | None
+    cat_len: jax.Array | None
+    cat_other_left: jax.Array | None
+
+
+def key(v):
+    """Order-preserving int32 image of float32 ``v`` (``-0 == +0``; subnormals kept, whatever the FTZ mode)."""
+    bits = jax.lax.bitcast_convert_type(v, jnp.int32)
+    return jnp.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def host_key(v: Any) -> np.ndarray:
+    """:func:`key` computed with numpy."""
+    bits = np.asarray(v, np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def gather_nodes(f: Forest, idx) -> Nodes:
+    """The decision parameters of nodes ``idx`` (any shape)."""
+    cats = f.has_cats
+    return Nodes(
+        f.feature[idx], f.t_key[idx], f.default_left[idx],
+        key(f.missing_lo)[idx] if f.has_missing else None, key(f.missing_hi)[idx] if f.has_missing else None,
+        f.cat_start[idx] if cats else None, f.cat_len[idx] if cats else None, f.cat_other_left[idx] if cats else None,
+    )
+
+
+def decide(f: Forest, n: Nodes, xv):
+    """True ⇒ left, for values ``xv`` at nodes ``n`` (broadcast together). See :mod:`.ops_trees`."""
+    xk = key(xv)
+    go_left = xk <= n.t_key
+    if n.cat_start is not None:
+        valid = (xk > int(host_key(f.cat_lo))) & (xk < int(host_key(f.cat_hi)))
+        if f.cat_integer:
+            valid = valid & (jnp.trunc(xv) == xv)
+        code = jnp.where(valid, xv, 0.0).astype(jnp.int32)  # truncates toward zero
+        word = code >> 5
+        in_range = valid & (word < n.cat_len)
+        pos = jnp.clip(n.cat_start + jnp.minimum(word, n.cat_len - 1), 0, f.cat_bits.shape[0] - 1)
+        in_set = ((f.cat_bits[pos] >> (code & 31).astype(jnp.uint32)) & 1) == 1
+        go_left = jnp.where(n.cat_start >= 0, jnp.where(in_range, in_set, n.cat_other_left), go_left)
+    missing = jnp.isnan(xv)
+    if n.miss_lo is not None:
+        missing = missing | ((n.miss_lo <= xk) & (xk <= n.miss_hi))
+    return jnp.where(missing, n.default_left, go_left)
+
+
+# --- host-side analysis --------------------------------------------------------------------------
+@dataclass
+class Layout:
+    """Structure of a well-formed forest, derived on the host (all ids are global node ids)."""
+
+    n_trees: int
+    depth: int  # longest root-to-leaf path
+    heap: list  # heap[l]: [T, 2^l] node at each heap position of level l (leaves repeat), l <= depth if small
+    inner: np.ndarray  # [T, I] inner nodes per tree (padded with the root)
+    inner_valid: np.ndarray  # [T, I] bool
+    leaf_node: np.ndarray  # [T, L] leaves left to right (padded with the last leaf)
+    left_lo: np.ndarray  # [T, I] first leaf position of the inner node's subtree
+    left_mid: np.ndarray  # [T, I] first leaf position of its right subtree
+    left_hi: np.ndarray  # [T, I] end of its subtree
+    n_leaves: np.ndarray  # [T]
+    oblivious: np.ndarray | None  # [T, depth] representative node per level, or None
+
+    @property
+    def max_leaves(self) -> int:
+        return int(self.leaf_node.shape[1])
+
+    @property
+    def max_inner(self) -> int:
+        return int(self.inner.shape[1])
+
+
+def analyze(host: Mapping[str, np.ndarray], max_depth: int) -> Layout | None:
+    """The :class:`Layout` of a forest given as numpy arrays, or ``None`` if it is not a forest of trees."""
+    left, right, roots = (np.asarray(host[k]).astype(np.int64) for k in ("left", "right", "roots"))
+    n = left.shape[0]
+    if n == 0 or roots.shape[0] == 0 or right.shape[0] != n:
+        return None
+    if roots.min() < 0 or roots.max() >= n or left.min() < 0 or left.max() >= n or right.min() < 0 or right.max() >= n:
+        return None
+    is_leaf = left == np.arange(n)
+    if np.any(is_leaf != (right == np.arange(n))):
+        return None
+    seen = np.zeros(n, bool)
+    levels, trees = [], []
+    frontier, tree_of = roots, np.arange(roots.shape[0])
+    while frontier.size:
+        if len(levels) > max_depth or np.any(seen[frontier]) or np.unique(frontier).size != frontier.size:
+            return None
+        seen[frontier] = True
+        levels.append(frontier)
+        trees.append(tree_of)
+        inner = ~is_leaf[frontier]
+        frontier = np.concatenate([left[frontier[inner]], right[frontier[inner]]])
+        tree_of = np.concatenate([tree_of[inner], tree_of[inner]])
+    n_trees = roots.shape[0]
+    depth = len(levels) - 1
+    # Leaves in left-to-right order: count bottom-up, place top-down.
+    count = np.zeros(n, np.int64)
+    for lv in reversed(levels):
+        count[lv] = np.where(is_leaf[lv], 1, count[left[lv]] + count[right[lv]])
+    lo = np.zeros(n, np.int64)
+    for lv in levels:
+        inner = lv[~is_leaf[lv]]
+        lo[left[inner]] = lo[inner]
+        lo[right[inner]] = lo[inner] + count[left[inner]]
+    nodes = np.concatenate(levels)
+    node_tree = np.concatenate(trees)
+    n_leaves = count[roots]
+    leaf_node = np.zeros((n_trees, int(n_leaves.max())), np.int64)
+    lv_leaf = is_leaf[nodes]
+    leaf_node[:] = -1
+    leaf_node[node_tree[lv_leaf], lo[nodes[lv_leaf]]] = nodes[lv_leaf]
+    last = leaf_node[np.arange(n_trees), n_leaves - 1]
+    leaf_node = np.where(leaf_node < 0, last[:, None], leaf_node)
+    inner_nodes, inner_tree = nodes[~lv_leaf], node_tree[~lv_leaf]
+    order = np.argsort(inner_tree, kind="stable")
+    inner_nodes, inner_tree = inner_nodes[order], inner_tree[order]
+    n_inner = np.bincount(inner_tree, minlength=n_trees)
+    width = max(1, int(n_inner.max()))
+    rank = np.arange(inner_nodes.shape[0]) - np.repeat(np.cumsum(n_inner) - n_inner, n_inner)
+    inner = np.repeat(roots[:, None], width, axis=1)
+    valid = np.zeros((n_trees, width), bool)
+    inner[inner_tree, rank] = inner_nodes
+    valid[inner_tree, rank] = True
+    lo_i = lo[inner]
+    mid = lo_i + count[left[inner]]
+    hi = lo_i + count[inner]
+    heap = _heap(left, right, roots, depth) if depth <= PERFECT_MAX_DEPTH else []
+    return Layout(n_trees, depth, heap, inner, valid, leaf_node, np.where(valid, lo_i, 0), np.where(valid, mid, 0),
+                  np.where(valid, hi, 0), n_leaves, _oblivious(host, heap, is_leaf) if heap else None)
+
+
+def _heap(left: np.ndarray, right: np.ndarray, roots: np.ndarray, depth: int) -> list:
+    levels = [roots[:, None]]
+    for _ in range(depth):
+        cur = levels[-1]
+        levels.append(np.stack([left[cur], right[cur]], axis=-1).reshape(cur.shape[0], -1))
+    return levels
+
+
+def _oblivious(host: Mapping[str, np.ndarray], heap: list, is_leaf: np.ndarray) -> np.ndarray | None:
+    """[T, depth] one inner node per level whose split every inner node of that level shares, or None."""
+    sig = [np.asarray(host["feature"]).astype(np.int64), host_key(host["threshold"]), np.asarray(host["default_left"]).astype(np.int64)]
+    if np.asarray(host["missing_lo"]).shape[0]:
+        sig += [host_key(host["missing_lo"]), host_key(host["missing_hi"])]
+    cat_start = np.asarray(host["cat_start"])
+    if cat_start.shape[0]:
+        words = np.asarray(host["cat_bits"])
+        start, length = cat_start.astype(np.int64), np.asarray(host["cat_len"]).astype(np.int64)
+        cat_nodes = np.nonzero(start >= 0)[0]
+        content = {}
+        for node in cat_nodes:  # identical bitsets get one id
+            content.setdefault(words[start[node] : start[node] + length[node]].tobytes(), len(content))
+        cat_id = np.full(start.shape[0], -1, np.int64)
+        for node in cat_nodes:
+            cat_id[node] = content[words[start[node] : start[node] + length[node]].tobytes()]
+        sig += [cat_id, np.asarray(host["cat_other_left"]).astype(np.int64)]
+    reps = []
+    for level in heap[:-1]:
+        inner = ~is_leaf[level]
+        first = np.argmax(inner, axis=1)
+        rep = level[np.arange(level.shape[0]), first]  # a leaf when the level has no inner node: any decision works
+        for s in sig:
+            if np.any(inner & (s[level] != s[rep][:, None])):
+                return None
+        reps.append(rep)
+    return np.stack(reps, axis=1) if reps else None
+
+
+# --- strategy choice -----------------------------------------------------------------------------
+def requested_strategy(options: Mapping[str, Any]) -> str:
+    """The strategy asked for: Program option, else ``$MLEJAX_TREE_STRATEGY``, else ``"auto"``."""
+    name = options.get("tree_strategy") or "auto"
+    if name == "auto":
+        name = os.environ.get("MLEJAX_TREE_STRATEGY") or "auto"
+    if name != "auto" and name not in STRATEGIES:
+        raise ValueError(f"unknown tree strategy {name!r}; choose from auto, {', '.join(STRATEGIES)}")
+    return name
+
+
+def feasible(layout: Layout | None) -> list[str]:
+    """The strategies that can run a forest with this layout (``traversal`` always)."""
+    if layout is None:
+        return ["traversal"]
+    out = ["traversal"]
+    if layout.oblivious is not None:
+        out.append("oblivious")
+    if layout.heap:
+        out.append("perfect")
+    if layout.max_leaves <= BITVECTOR_MAX_LEAVES:
+        out.append("bitvector")
+    if layout.max_leaves <= GEMM_MAX_LEAVES:
+        out.append("gemm")
+    return out
+
+
+def choose(requested: str, layout: Layout | None, batch: int, platform: str) -> str:
+    """The strategy to run: ``requested`` when :func:`feasible`, else (and for ``auto``) the heuristic.
+
+    Heuristic (measured on a 2-core CPU, see ``benchmarks/tree_strategies.py``):
+
+    - batches under :data:`SMALL_BATCH` rows: ``traversal`` (its per-call
+      cost is O(trees × depth); the others touch every node of every tree);
+    - ``oblivious`` whenever the trees are oblivious (D compares per tree);
+    - CPU: ``perfect`` up to depth :data:`CPU_PERFECT_DEPTH`, then
+      ``bitvector`` up to 64 leaves, then ``traversal``;
+    - GPU/TPU: ``gemm`` (matmuls) up to :data:`GEMM_MAX_LEAVES` leaves, then
+      ``perfect``, ``bitvector``, ``traversal`` (not tuned on a GPU yet).
+    """
+    ok = feasible(layout)
+    if requested != "auto" and requested in ok:
+        return requested
+    if batch < SMALL_BATCH or layout is None:
+        return "traversal"
+    if "oblivious" in ok:
+        return "oblivious"
+    if platform != "cpu" and "gemm" in ok:
+        return "gemm"
+    if "perfect" in ok and (platform != "cpu" or layout.depth <= CPU_PERFECT_DEPTH):
+        return "perfect"
+    if "bitvector" in ok:
+        return "bitvector"
+    return "traversal"
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+def _tiles(x, tile: int):
+    """``x`` [B, F] → ([n_tiles, F, tile] feature-major tiles, B)."""
+    b = x.shape[0]
+    n_tiles = -(-b // tile)
+    pad = n_tiles * tile - b
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, x.shape[1]), x.dtype)])
+    return x.reshape(n_tiles, tile, x.shape[1]).transpose(0, 2, 1), b
+
+
+def _sizes(n_trees: int, batch: int, per_tree_nodes: int, platform: str) -> tuple[int, int]:
+    """(rows per tile, trees per chunk)."""
+    tile = batch if platform != "cpu" else min(batch, _CPU_TILE)
+    chunk = max(1, min(n_trees, _STEP_WORK // max(1, tile * per_tree_nodes)))
+    return tile, chunk
+
+
+def _chunked(a: np.ndarray, chunk: int, fill: Any) -> np.ndarray:
+    """[T, ...] → [n_chunks, chunk, ...], padding trees with ``fill``."""
+    t = a.shape[0]
+    n = -(-t // chunk)
+    pad = np.full((n * chunk - t, *a.shape[1:]), fill, a.dtype)
+    return np.concatenate([a, pad]).reshape(n, chunk, *a.shape[1:])
+
+
+def leaves(strategy: str, f: Forest, layout: Layout | None, roots, x, max_depth: int, platform: str,
+           per_node: tuple, finish: Callable):
+    """Run ``strategy`` over all trees and batch tiles; returns ``finish``'s results stacked to [B, ...].
+
+    Per tile, a scan over chunks of trees finds each row's leaf in each tree,
+    as an index ``leaf`` [T', tile] (T' = trees padded to whole chunks) into
+    the arrays ``tables``: ``per_node`` (arrays over global node ids, e.g.
+    leaf values) re-indexed by leaf, so that ``tables[k][leaf]`` is the value
+    at the row's leaf. ``finish(leaf, trees, *tables)`` gives the tile's
+    result [tile, ...]; ``trees`` [T'] is the tree index (``-1``: padding).
+    The leaves are found in their own loop so that XLA:CPU vectorizes it
+    rather than fusing it, element by element, into the gathers of ``finish``.
+    """
+    n_trees = roots.shape[0]
+    batch = x.shape[0]
+    tree_ids = np.arange(n_trees, dtype=np.int32)
+    if strategy == "traversal":
+        tile, chunk = _sizes(n_trees, batch, max(1, max_depth) * 4, platform)
+        per = (tree_ids, tree_ids)  # leaf table unused: positions are node ids
+        step = lambda t, c: _traverse(f, t, roots[jnp.maximum(c[0], 0)], max_depth)  # noqa: E731
+    elif strategy == "oblivious":
+        reps = layout.oblivious
+        tile, chunk = _sizes(n_trees, batch, reps.shape[1], platform)
+        per = (tree_ids, layout.heap[-1], reps)
+        step = lambda go_left, c: _oblivious_step(go_left)  # noqa: E731
+    elif strategy == "perfect":
+        heap = np.concatenate(layout.heap[:-1], axis=1) if layout.depth else np.zeros((n_trees, 0), np.int64)
+        tile, chunk = _sizes(n_trees, batch, max(1, heap.shape[1]), platform)
+        per = (tree_ids, layout.heap[-1], heap)
+        step = lambda go_left, c: _perfect_step(go_left, layout.depth)  # noqa: E731
+    elif strategy == "bitvector":
+        masks = _bit_masks(layout)
+        tile, chunk = _sizes(n_trees, batch, layout.max_inner * masks.shape[-1], platform)
+        per = (tree_ids, layout.leaf_node, layout.inner, masks)
+        step = lambda go_left, c: _bitvector_step(go_left, c[3])  # noqa: E731
+    elif strategy == "gemm":
+        paths, n_left = _path_matrix(layout)
+        tile, chunk = _sizes(n_trees, batch, layout.max_inner * layout.max_leaves, platform)
+        per = (tree_ids, layout.leaf_node, layout.inner, paths, n_left)
+        step = lambda go_left, c: _gemm_step(go_left, c[3], c[4])  # noqa: E731
+    else:
+        raise ValueError(f"unknown tree strategy {strategy!r}")
+    fills = {np.dtype(np.uint32): np.uint32(0xFFFFFFFF), np.dtype(np.float32): 0}
+    per = tuple(jnp.asarray(_chunked(a if a.dtype in fills else a.astype(np.int32), chunk,
+                                     -1 if i == 0 else fills.get(a.dtype, 0)))
+                for i, a in enumerate(per))
+    if strategy == "gemm":  # padding trees: no leaf matches a left-edge count of -1
+        per = per[:4] + (jnp.where(per[0][..., None] >= 0, per[4], -1.0),)
+    tiles, b = _tiles(x, tile)
+    trees = per[0].reshape(-1)
+    if strategy == "traversal":  # positions are global node ids
+        tables, offset = per_node, None
+    else:  # positions index each tree's leaves: gather the tables once per call, flattened
+        leaf_nodes = per[1].reshape(trees.shape[0], -1)
+        tables = tuple(a[leaf_nodes].reshape(-1, *a.shape[1:]) for a in per_node)
+        offset = (jnp.arange(trees.shape[0], dtype=jnp.int32) * leaf_nodes.shape[1])[:, None]
+
+    if strategy != "traversal":
+        # Per-node parameters of every chunk, gathered once per call and fed to the scan as slices:
+        # gathered inside the loop, XLA:CPU fuses the gathers into the comparisons element by element.
+        nodes = gather_nodes(f, per[2][..., None])  # fields [n_chunks, c, K, 1]
+        read = f.row[per[2]] if _Tile.fast(f) else nodes.feature[..., 0]  # the tile row each node reads
+        per = per + (read, nodes)
+
+    def run_tile(xt):
+        t = _Tile.of(f, xt)
+        if strategy == "traversal":
+            _, pos = jax.lax.scan(lambda carry, c: (carry, step(t, c)), None, per)
+        elif strategy != "oblivious":  # decisions used many times: XLA materializes them
+            _, pos = jax.lax.scan(lambda carry, c: (carry, step(_decide_rows(f, t, c[-1], _rows(t, c[-2])), c)), None, per)
+        else:
+            # The x rows a chunk's nodes read are gathered one step ahead into the loop carry:
+            # fused into the decisions, XLA:CPU would gather element by element (10x slower).
+            def body(rows, c):
+                return _rows(t, c[-1]), step(_decide_rows(f, t, c[-2], rows), c)
+
+            xs = per[:-2] + (per[-1], jnp.roll(per[-2], -1, axis=0))
+            _, pos = jax.lax.scan(body, _rows(t, per[-2][0]), xs)
+        pos = pos.reshape(trees.shape[0], -1)
+        return finish(pos if offset is None else pos + offset, trees, *tables)
+
+    out = jax.lax.map(run_tile, tiles)
+    return out.reshape(-1, *out.shape[2:])[:b]
+
+
+class _Tile(NamedTuple):
+    """A feature-major batch tile: ``xt`` [F, tile] and, for purely numeric forests, NaN-folded keys.
+
+    ``keys`` is [2F, tile]: row ``2f`` holds ``key(x_f)`` with NaN → int32 min
+    (a NaN then passes every ``<= t`` test: default left), row ``2f + 1`` the
+    same with NaN → int32 max (default right). A node reads row
+    ``2·feature + (not default_left)`` and the whole decision is one compare.
+    """
+
+    xt: jax.Array
+    keys: jax.Array | None
+
+    @staticmethod
+    def fast(f: Forest) -> bool:
+        """Whether decisions are one compare of NaN-folded keys (no missing intervals, no categories)."""
+        return not (f.has_missing or f.has_cats)
+
+    @staticmethod
+    def of(f: Forest, xt) -> "_Tile":
+        if not _Tile.fast(f):
+            return _Tile(xt, None)
+        k = key(xt)
+        nan = jnp.isnan(xt)
+        lo = jnp.where(nan, jnp.int32(np.iinfo(np.int32).min), k)
+        hi = jnp.where(nan, jnp.int32(np.iinfo(np.int32).max), k)
+        return _Tile(xt, jnp.stack([lo, hi], axis=1).reshape(-1, xt.shape[1]))
+
+
+def derived(feature: Any, threshold: Any, left: Any, right: Any, default_left: Any, xp: Any = jnp) -> dict:
+    """``t_key``, ``children``, ``row`` of :class:`Forest`, with ``xp`` = jnp (in the program) or numpy (host)."""
+    k = key(threshold) if xp is jnp else host_key(threshold).astype(np.int32)
+    return {"t_key": k, "children": xp.stack([left, right], axis=1).reshape(-1).astype(xp.int32),
+            "row": (2 * feature.astype(xp.int32) + (1 - default_left.astype(xp.int32))).astype(xp.int32)}
+
+
+def _traverse(f: Forest, t: _Tile, roots, depth: int):
+    """Global leaf ids [c, tile] by walking ``depth`` levels."""
+    idx = jnp.broadcast_to(roots[:, None], (roots.shape[0], t.xt.shape[1]))
+    cols = jnp.arange(t.xt.shape[1])[None, :]
+
+    def level(_, idx):  # separate gathers measured faster than one gather of a [N, 4] record
+        if t.keys is not None:
+            go_right = t.keys[f.row[idx], cols] > f.t_key[idx]
+        else:
+            n = gather_nodes(f, idx)
+            go_right = ~decide(f, n, t.xt[n.feature, cols])
+        return f.children[2 * idx + go_right.astype(idx.dtype)]
+
+    return jax.lax.fori_loop(0, depth, level, idx, unroll=depth <= 16)
+
+
+def _rows(t: _Tile, read):
+    """The tile rows [c, K, tile] that nodes read (``read`` [c, K]: rows of the keys, or features)."""
+    return jnp.take(t.xt if t.keys is None else t.keys, read, axis=0, mode="clip")
+
+
+def _decide_rows(f: Forest, t: _Tile, nodes: Nodes, rows):
+    """go_left [c, K, tile] of nodes with parameters ``nodes`` ([c, K, 1] fields) given their :func:`_rows`."""
+    if t.keys is not None:
+        return rows <= nodes.t_key
+    return decide(f, nodes, rows)
+
+
+# The reductions below are written as chains of elementwise ops over static
+# slices: XLA:CPU fuses a chain into one vectorized loop, while its reduce
+# ops over a short axis run element by element (25x slower, measured).
+def _oblivious_step(go_left):
+    """Leaf positions [c, tile] from the decisions [c, D, tile] of each level's shared split."""
+    depth = go_left.shape[1]
+    pos = jnp.zeros(go_left.shape[::2], jnp.int32)
+    for level in range(depth):
+        pos = pos + jnp.where(go_left[:, level], 0, 1 << (depth - 1 - level))
+    return pos
+
+
+def _perfect_step(go_left, depth: int):
+    """Leaf positions [c, tile] from the decisions [c, 2^D - 1, tile] of perfect trees in heap order."""
+    pos = jnp.zeros(go_left.shape[::2], jnp.int32)
+    for level in range(depth):
+        start = (1 << level) - 1
+        right = ~go_left[:, start]
+        for j in range(1, 1 << level):
+            right = jnp.where(pos == j, ~go_left[:, start + j], right)
+        pos = 2 * pos + right.astype(jnp.int32)
+    return pos
+
+
+def _bit_masks(layout: Layout) -> np.ndarray:
+    """[T, I, W] uint32: all ones except the bits of the node's left-subtree leaves."""
+    n_words = -(-layout.max_leaves // 32)
+    out = np.empty((*layout.inner.shape, n_words), np.uint32)
+    ones = lambda k: (np.uint64(1) << k) - np.uint64(1)  # noqa: E731
+    for w in range(n_words):
+        lo = np.clip(layout.left_lo - 32 * w, 0, 32).astype(np.uint64)
+        hi = np.clip(layout.left_mid - 32 * w, 0, 32).astype(np.uint64)
+        cleared = np.where(layout.inner_valid, ones(hi) - ones(lo), np.uint64(0))
+        out[..., w] = (~cleared & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return out
+
+
+def _bitvector_step(go_left, masks):
+    """Leaf positions [c, tile] from the decisions [c, I, tile] of each tree's inner nodes."""
+    pos = None
+    for w in reversed(range(masks.shape[-1])):
+        v = jnp.full(go_left.shape[::2], 0xFFFFFFFF, jnp.uint32)
+        for i in range(go_left.shape[1]):
+            v = v & jnp.where(go_left[:, i], jnp.uint32(0xFFFFFFFF), masks[:, i, w][:, None])
+        ctz = jax.lax.population_count((v & (~v + jnp.uint32(1))) - jnp.uint32(1)).astype(jnp.int32)
+        pos = 32 * w + ctz if pos is None else jnp.where(v != 0, 32 * w + ctz, pos)
+    return pos
+
+
+def _path_matrix(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """([T, I, L] +1 leaf under the left child / -1 under the right / 0, [T, L] left edges per leaf path)."""
+    k = np.arange(layout.max_leaves)[None, None, :]
+    lo, mid, hi = (a[:, :, None] for a in (layout.left_lo, layout.left_mid, layout.left_hi))
+    valid = layout.inner_valid[:, :, None]
+    under_left = valid & (lo <= k) & (k < mid)
+    under_right = valid & (mid <= k) & (k < hi)
+    paths = under_left.astype(np.float32) - under_right.astype(np.float32)
+    n_left = under_left.sum(axis=1).astype(np.float32)
+    n_left = np.where(np.arange(layout.max_leaves)[None, :] < layout.n_leaves[:, None], n_left, -1.0)
+    return paths, n_left.astype(np.float32)
+
+
+def _gemm_step(go_left, paths, n_left):
+    """Leaf positions [c, tile] from the decisions [c, I, tile] of each tree's inner nodes."""
+    go_left = go_left.astype(jnp.float32)
+    hi = jax.lax.Precision.HIGHEST
+    score = jnp.einsum("cil,cit->clt", paths, go_left, precision=hi)  # small integers: exact
+    onehot = (score == n_left[:, :, None]).astype(jnp.float32)  # exactly one leaf per tree and row
+    return jnp.einsum("clt,l->ct", onehot, jnp.arange(paths.shape[2], dtype=jnp.float32), precision=hi).astype(jnp.int32)
