@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
 import mlejax as mle
+from _timing import median_ms  # benchmarks/ is the script directory
 from mlejax.format import write_mle
-
-
-def _median_ms(fn, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -46,8 +36,8 @@ def main() -> None:
     public, private = mle.SecurityUtils.generate_keypair()
     mle.SecurityUtils.sign_model(path, private)
     size = os.path.getsize(path)
-    plain = _median_ms(lambda: mle.load_model(path, verify_signature=False))
-    verified = _median_ms(lambda: mle.load_model(path, verify_signature=True, public_key=public))
+    plain = median_ms(lambda: mle.load_model(path, verify_signature=False))
+    verified = median_ms(lambda: mle.load_model(path, verify_signature=True, public_key=public))
     print(f"file {size / 1e6:.1f} MB: load {plain:.1f} ms unverified, {verified:.1f} ms verified "
           f"(+{verified - plain:.1f} ms for Ed25519 over SHA-512 of the whole file)")
 

@@ -16,24 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 import warnings
 
 import joblib
 import numpy as np
 
 import mlejax as mle
-
-
-def _median_ms(fn, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+from _timing import median_ms  # benchmarks/ is the script directory
 
 
 def _models(X, y, rounds: int):
@@ -84,16 +74,16 @@ def main() -> None:
         jl = os.path.join(tmp, "m.joblib")
         joblib.dump(model, jl)
         base = os.path.getsize(jl)
-        rows_out.append(("joblib", base, _median_ms(lambda: joblib.load(jl))))
+        rows_out.append(("joblib", base, median_ms(lambda: joblib.load(jl))))
         joblib.dump(model, jl + "3", compress=3)
-        rows_out.append(("joblib compress=3", os.path.getsize(jl + "3"), _median_ms(lambda: joblib.load(jl + "3"))))
+        rows_out.append(("joblib compress=3", os.path.getsize(jl + "3"), median_ms(lambda: joblib.load(jl + "3"))))
         try:
             import onnxruntime as ort
 
             onnx_path = os.path.join(tmp, "m.onnx")
             with open(onnx_path, "wb") as fh:
                 fh.write(_onnx_bytes(model, X.shape[1]))
-            rows_out.append(("ONNX", os.path.getsize(onnx_path), _median_ms(lambda: ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]))))
+            rows_out.append(("ONNX", os.path.getsize(onnx_path), median_ms(lambda: ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]))))
         except Exception as exc:  # a peer converter failing is a result, not a crash
             rows_out.append((f"ONNX: n/a ({type(exc).__name__})", None, None))
         try:
@@ -102,7 +92,7 @@ def main() -> None:
             sk_path = os.path.join(tmp, "m.skops")
             sio.dump(model, sk_path)
             trusted = sio.get_untrusted_types(file=sk_path)
-            rows_out.append(("skops", os.path.getsize(sk_path), _median_ms(lambda: sio.load(sk_path, trusted=trusted))))
+            rows_out.append(("skops", os.path.getsize(sk_path), median_ms(lambda: sio.load(sk_path, trusted=trusted))))
         except Exception as exc:
             rows_out.append((f"skops: n/a ({type(exc).__name__})", None, None))
         for label, kwargs in {
@@ -113,7 +103,7 @@ def main() -> None:
         }.items():
             path = os.path.join(tmp, "m.mle")
             mle.export_model(model, path, sample_input=X[:256], **kwargs)
-            rows_out.append((label, os.path.getsize(path), _median_ms(lambda: mle.load_model(path))))
+            rows_out.append((label, os.path.getsize(path), median_ms(lambda: mle.load_model(path))))
         for label, size, load in rows_out:
             if size is None:
                 print(f"| {name} | {label} | - | - | - |")
