@@ -13,22 +13,13 @@ pd = pytest.importorskip("pandas")
 import mlejax as mle  # noqa: E402
 from mlejax.format.errors import UnsupportedModelError  # noqa: E402
 from helpers import assert_close, check_methods, roundtrip  # noqa: E402
+from helpers_gbdt import gbdt_data, quantile_labels  # noqa: E402
 
 SMALL = dict(iterations=6, depth=3, verbose=0, random_seed=0, thread_count=1)
 
 
 def _data(n=400, f=5, nan=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, f)).astype(np.float32)
-    s = X[:, 0] + 0.5 * X[:, 1] - X[:, 2] * X[:, 3]
-    if nan:
-        X[rng.random(X.shape) < nan] = np.nan
-    return X, s
-
-
-def _labels(s, k, names=None):
-    y = np.digitize(s, np.quantile(s, np.linspace(0, 1, k + 1)[1:-1]))
-    return y if names is None else np.asarray(names, dtype=object)[y]
+    return gbdt_data(n, f, nan, seed)
 
 
 def _check(model, X, tmp_path, tol=1e-5, rows=64, native_X=None, single=False):
@@ -65,7 +56,7 @@ def _load(model, tmp_path):
 ])
 def test_classifier(loss, k, names, tmp_path):
     X, s = _data()
-    model = cb.CatBoostClassifier(loss_function=loss, **SMALL).fit(X, _labels(s, k, names))
+    model = cb.CatBoostClassifier(loss_function=loss, **SMALL).fit(X, quantile_labels(s, k, names))
     _check(model, X, tmp_path, single=loss in ("Logloss", "MultiClass"))
 
 
@@ -86,7 +77,7 @@ def test_multi_rmse(tmp_path):
 @pytest.mark.parametrize("loss", ["YetiRank", "PairLogit"])
 def test_ranker(loss, tmp_path):
     X, s = _data()
-    model = cb.CatBoostRanker(loss_function=loss, **SMALL).fit(X, _labels(s, 4), group_id=np.repeat(np.arange(40), 10))
+    model = cb.CatBoostRanker(loss_function=loss, **SMALL).fit(X, quantile_labels(s, 4), group_id=np.repeat(np.arange(40), 10))
     _check(model, X, tmp_path)
 
 
@@ -95,7 +86,7 @@ def test_ranker(loss, tmp_path):
 ], ids=["nan_min", "nan_max", "depthwise", "lossguide"])
 def test_nan_modes_and_tree_shapes(params, tmp_path):
     X, s = _data()
-    model = cb.CatBoostClassifier(**(SMALL | params)).fit(X, _labels(s, 3))
+    model = cb.CatBoostClassifier(**(SMALL | params)).fit(X, quantile_labels(s, 3))
     _check(model, X, tmp_path)
 
 
@@ -176,7 +167,7 @@ def test_large_models(config, tmp_path):
     """Bigger models. 1000 float32 additions vs CatBoost's float64 sum: allow 1e-4 (observed worst printed)."""
     X, s = _data(n=3000, f=10)
     if config == "50classes":
-        model = cb.CatBoostClassifier(iterations=20, depth=4, verbose=0, random_seed=0).fit(X, _labels(s, 50))
+        model = cb.CatBoostClassifier(iterations=20, depth=4, verbose=0, random_seed=0).fit(X, quantile_labels(s, 50))
     elif config == "depth12":
         model = cb.CatBoostClassifier(iterations=20, depth=12, verbose=0, random_seed=0).fit(X, s > 0)
     else:

@@ -12,6 +12,7 @@ lgb = pytest.importorskip("lightgbm")
 import mlejax as mle  # noqa: E402
 from mlejax.format.errors import UnsupportedModelError  # noqa: E402
 from helpers import assert_close, check_methods, roundtrip  # noqa: E402
+from helpers_gbdt import quantile_labels  # noqa: E402
 
 METHODS = ("predict", "predict_proba", "apply")
 SMALL = dict(n_estimators=6, num_leaves=8, min_child_samples=5, verbose=-1)
@@ -41,17 +42,13 @@ def _check(model, X, tmp_path, tol=1e-5, rows=64, single=False):
     return m, worst
 
 
-def _labels(s, k):
-    return np.digitize(s, np.quantile(s, np.linspace(0, 1, k + 1)[1:-1]))
-
-
 @pytest.mark.parametrize("objective,k", [("binary", 2), ("multiclass", 3), ("multiclassova", 3), ("cross_entropy", 2)])
 def test_classifier_objectives(objective, k, tmp_path):
     X, s = _data(cat=True)
-    y = np.asarray(["ant", "bee", "cat"], dtype=object)[_labels(s, k)]
+    y = np.asarray(["ant", "bee", "cat"], dtype=object)[quantile_labels(s, k)]
     model = lgb.LGBMClassifier(objective=objective, **SMALL) if objective != "cross_entropy" else None
     if model is None:  # cross_entropy is a regression-style objective on [0, 1] labels
-        model = lgb.LGBMRegressor(objective=objective, **SMALL).fit(X, _labels(s, 2), categorical_feature=[5])
+        model = lgb.LGBMRegressor(objective=objective, **SMALL).fit(X, quantile_labels(s, 2), categorical_feature=[5])
     else:
         model.fit(X, y, categorical_feature=[5])
     _check(model, X, tmp_path, single=objective in ("binary", "multiclass"))
@@ -69,7 +66,7 @@ def test_regressor_objectives(objective, tmp_path):
 @pytest.mark.parametrize("objective", ["lambdarank", "rank_xendcg"])
 def test_ranker(objective, tmp_path):
     X, s = _data()
-    model = lgb.LGBMRanker(objective=objective, **SMALL).fit(X, _labels(s, 4), group=[10] * 40)
+    model = lgb.LGBMRanker(objective=objective, **SMALL).fit(X, quantile_labels(s, 4), group=[10] * 40)
     _check(model, X, tmp_path)
 
 
@@ -79,7 +76,7 @@ def test_ranker(objective, tmp_path):
 ], ids=["zero_as_missing", "no_missing", "dart", "rf"])
 def test_missing_types_and_boosting(params, tmp_path):
     X, s = _data(cat=True)
-    model = lgb.LGBMClassifier(**SMALL, **params).fit(X, _labels(s, 3), categorical_feature=[5])
+    model = lgb.LGBMClassifier(**SMALL, **params).fit(X, quantile_labels(s, 3), categorical_feature=[5])
     _check(model, X, tmp_path)
 
 
@@ -124,7 +121,7 @@ def test_early_stopping_and_num_iteration(tmp_path):
 def test_booster_and_model_file(tmp_path):
     X, s = _data(cat=True)
     booster = lgb.train({"objective": "multiclass", "num_class": 3, "num_leaves": 8, "verbose": -1},
-                        lgb.Dataset(X, _labels(s, 3), categorical_feature=[5]), num_boost_round=5)
+                        lgb.Dataset(X, quantile_labels(s, 3), categorical_feature=[5]), num_boost_round=5)
     path = tmp_path / "model.txt"
     booster.save_model(path)
     mle.export_model(str(path), tmp_path / "m.mle", sample_input=X[:64])
@@ -178,7 +175,7 @@ def test_large_models(config, tmp_path):
     """Bigger models. 1000 float32 additions vs LightGBM's float64 sum: allow 1e-4 (observed worst printed)."""
     X, s = _data(n=3000, f=10)
     if config == "50classes":
-        model = lgb.LGBMClassifier(n_estimators=20, num_leaves=15, verbose=-1).fit(X, _labels(s, 50))
+        model = lgb.LGBMClassifier(n_estimators=20, num_leaves=15, verbose=-1).fit(X, quantile_labels(s, 50))
     elif config == "depth12":
         model = lgb.LGBMClassifier(n_estimators=30, max_depth=12, num_leaves=2000, min_child_samples=2, verbose=-1).fit(X, s > 0)
     else:

@@ -14,17 +14,13 @@ pd = pytest.importorskip("pandas")
 import mlejax as mle  # noqa: E402
 from mlejax.format.errors import UnsupportedModelError  # noqa: E402
 from helpers import assert_close, check_methods, roundtrip  # noqa: E402
+from helpers_gbdt import gbdt_data  # noqa: E402
 
 METHODS = ("predict", "predict_proba", "apply")
 
 
 def _data(n=400, f=6, nan=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, f)).astype(np.float32)
-    signal = X[:, 0] + 0.5 * X[:, 1] - X[:, 2] * X[:, 3]
-    if nan:
-        X[rng.random(X.shape) < nan] = np.nan
-    return X, signal
+    return gbdt_data(n, f, nan, seed)
 
 
 def _check(model, X, tmp_path, tol=1e-5, rows=64, single=False):

@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 import mlejax as mle
 from mlejax.format.errors import UnsupportedModelError
 from helpers import assert_close, check_methods, roundtrip
+from helpers_gbdt import quantile_labels
 
 SMALL = dict(max_iter=8, max_leaf_nodes=8, random_state=0)
 
@@ -28,11 +29,6 @@ def _data(n=400, f=6, nan=0.1, seed=0, cat=True):
     return X, s
 
 
-def _labels(s, k, names=None):
-    y = np.digitize(s, np.quantile(s, np.linspace(0, 1, k + 1)[1:-1]))
-    return y if names is None else np.asarray(names, dtype=object)[y]
-
-
 def _check(model, X, tmp_path, single=False, rows=64):
     """Every method on ``rows`` rows (one compiled batch bucket keeps the suite fast), single rows if ``single``."""
     m = roundtrip(model, X, tmp_path)
@@ -45,7 +41,7 @@ def _check(model, X, tmp_path, single=False, rows=64):
 @pytest.mark.parametrize("k,names", [(2, None), (3, ["ant", "bee", "cat"])])
 def test_classifier(k, names, tmp_path):
     X, s = _data()
-    model = HistGradientBoostingClassifier(categorical_features=[5], **SMALL).fit(X, _labels(s, k, names))
+    model = HistGradientBoostingClassifier(categorical_features=[5], **SMALL).fit(X, quantile_labels(s, k, names))
     _check(model, X, tmp_path, single=True)
 
 
