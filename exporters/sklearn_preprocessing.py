@@ -176,9 +176,9 @@ def _ufunc_ops() -> dict:
         np.abs: ("Abs", {}),
         np.negative: ("Neg", {}),
         np.tanh: ("Tanh", {}),
-        np.expm1: ("ApplyUfunc", {"ufunc": "expm1"}),
-        np.log1p: ("ApplyUfunc", {"ufunc": "log1p"}),
-        np.square: ("ApplyUfunc", {"ufunc": "square"}),
+        np.expm1: ("Expm1", {}),
+        np.log1p: ("Log1p", {}),
+        np.square: ("Square", {}),
     }
 
 

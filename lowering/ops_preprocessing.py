@@ -15,19 +15,6 @@ from jax.scipy.special import ndtri
 from ..format.graph import Node
 from .registry import register_rule
 
-_UFUNCS = {
-    "expm1": jnp.expm1,
-    "log1p": jnp.log1p,
-    "square": jnp.square,
-}
-
-
-@register_rule("ApplyUfunc")
-def _apply_ufunc(node: Node, x):
-    """Elementwise ``attrs["ufunc"]``: one of ``expm1``, ``log1p``, ``square`` (numpy semantics)."""
-    return _UFUNCS[node.attrs["ufunc"]](x)
-
-
 def _missing_mask(x, missing):
     return jnp.isnan(x) if missing == "nan" else x == missing
 
