@@ -31,10 +31,13 @@ def _matmul(node: Node, a, b):
     return jnp.matmul(a, b, precision=_HIGHEST)
 
 
-def _binary(fn):
+def binary_rule(fn):
+    """A rule applying ``fn(a, b)`` elementwise with numpy broadcasting (shared by op families)."""
+
     def rule(node: Node, a, b):
         return fn(a, b)
 
+    rule.__doc__ = f"Elementwise {getattr(fn, '__name__', fn)} with numpy broadcasting."
     return rule
 
 
@@ -47,7 +50,7 @@ for _name, _fn in {
     "Min": jnp.minimum,
     "Pow": jnp.power,
 }.items():
-    register_rule(_name)(_binary(_fn))
+    register_rule(_name)(binary_rule(_fn))
 
 
 def _unary(fn):

@@ -196,6 +196,7 @@ from jax import lax
 
 from ..format.errors import UnsupportedModelError
 from ..format.graph import Node
+from .ops_core import binary_rule
 from .registry import register_rule
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -580,14 +581,6 @@ def _compare(node: Node, a, b):
     return _COMPARE[node.attrs["direction"]](a, b)
 
 
-def _binary_rule(fn: Callable):
-    def rule(node: Node, a, b):
-        return fn(a, b)
-
-    rule.__doc__ = f"Elementwise {fn.__name__} with numpy broadcasting."
-    return rule
-
-
 for _name, _fn in {
     "And": jnp.logical_and,
     "Or": jnp.logical_or,
@@ -596,7 +589,7 @@ for _name, _fn in {
     "FloorDiv": jnp.floor_divide,
     "Atan2": jnp.arctan2,
 }.items():
-    register_rule(_name)(_binary_rule(_fn))
+    register_rule(_name)(binary_rule(_fn))
 
 
 @register_rule("Where")
