@@ -184,28 +184,32 @@ class ForestBuilder:
             self._names = {k: (v if k == "max_depth" else b.tensor(f"gbdt.{k}", v)) for k, v in arrays.items()}
         return self._names
 
-    def _attrs(self, names: dict) -> dict:
-        return {"max_depth": int(names["max_depth"]), "cat_lo": float(self.cat_lo), "cat_hi": float(self.cat_hi),
-                "cat_integer": bool(self.cat_integer)}
+    def _attrs(self, names: dict, tree_range: tuple[int, int] | None = None) -> dict:
+        attrs = {"max_depth": int(names["max_depth"]), "cat_lo": float(self.cat_lo), "cat_hi": float(self.cat_hi),
+                 "cat_integer": bool(self.cat_integer)}
+        if tree_range is not None and tuple(tree_range) != (0, len(self.trees)):
+            attrs["tree_range"] = [int(tree_range[0]), int(tree_range[1])]
+        return attrs
 
     _DECIDE = ("missing_lo", "missing_hi", "cat_start", "cat_len", "cat_bits", "cat_other_left")
 
-    def ensemble(self, ctx: ExportContext, x: str, *, aggregate: str = "sum", base: Any = None) -> str:
-        """The [B, n_targets] sum (or mean) of leaf values plus ``base``."""
+    def ensemble(self, ctx: ExportContext, x: str, *, aggregate: str = "sum", base: Any = None,
+                 tree_range: tuple[int, int] | None = None) -> str:
+        """The [B, n_targets] sum (or mean) of leaf values plus ``base``, over trees ``tree_range`` (default: all)."""
         names = self._stored(ctx.builder)
         ins = [names[k] for k in ("feature", "threshold", "left", "right", "default_left", "values", "roots", "tree_target")]
         ins += [names[k] for k in self._DECIDE]
-        attrs = self._attrs(names) | {"aggregate": aggregate, "n_targets": int(self.n_targets)}
+        attrs = self._attrs(names, tree_range) | {"aggregate": aggregate, "n_targets": int(self.n_targets)}
         if base is not None:
             attrs["base"] = [float(v) for v in np.broadcast_to(np.asarray(base, np.float64), (self.n_targets,))]
         return ctx.builder.op("TreeEnsemble", x, *ins, version=2, **attrs)
 
-    def leaf_index(self, ctx: ExportContext, x: str) -> str:
-        """[B, n_trees] int32: the library's leaf number of each row in each tree."""
+    def leaf_index(self, ctx: ExportContext, x: str, *, tree_range: tuple[int, int] | None = None) -> str:
+        """[B, n_trees] int32: the library's leaf number of each row in each tree (of ``tree_range``)."""
         names = self._stored(ctx.builder)
         ins = [names[k] for k in ("feature", "threshold", "left", "right", "default_left", "roots")]
         ins += [names[k] for k in self._DECIDE] + [names["leaf_ids"]]
-        return ctx.builder.op("TreeLeafIndex", x, *ins, version=2, **self._attrs(names))
+        return ctx.builder.op("TreeLeafIndex", x, *ins, version=2, **self._attrs(names, tree_range))
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:
@@ -251,9 +255,11 @@ def binary_heads(ctx: ExportContext, margin: str, classes: Any, *, proba: str | 
     if proba is None:
         out["label"] = b.op("Greater", d, threshold=0.0)
         return out
-    p = b.op("Sigmoid", d if sigmoid_scale == 1.0 else scale(ctx, d, sigmoid_scale))
+    z = d if sigmoid_scale == 1.0 else scale(ctx, d, sigmoid_scale)
+    p = b.op("Sigmoid", z)
     out["probabilities"] = b.op("TwoClassProba", p)
-    out["log_probabilities"] = b.op("Log", out["probabilities"])
+    z = b.op("Reshape", z, shape=[1])  # log-probabilities from the margin: exact where p rounds to 0 or 1
+    out["log_probabilities"] = b.op("Concat", b.op("LogSigmoid", b.op("Neg", z)), b.op("LogSigmoid", z), axis=1)
     out["label"] = b.op("Greater", d, threshold=0.0) if label_from_margin else b.op("Greater", p, threshold=0.5)
     return out
 
@@ -265,11 +271,13 @@ def multiclass_heads(ctx: ExportContext, margin: str, classes: Any, *, proba: st
     out = {"decision": margin, "label": b.op("ArgMax", margin)}
     if proba == "softmax":
         out["probabilities"] = b.op("Softmax", margin)
+        out["log_probabilities"] = b.op("LogSoftmax", margin)
     elif proba == "sigmoid":
-        out["probabilities"] = b.op("Sigmoid", margin if sigmoid_scale == 1.0 else scale(ctx, margin, sigmoid_scale))
+        z = margin if sigmoid_scale == 1.0 else scale(ctx, margin, sigmoid_scale)
+        out["probabilities"] = b.op("Sigmoid", z)
+        out["log_probabilities"] = b.op("LogSigmoid", z)
     else:
         raise ValueError(f"unknown multiclass probability head {proba!r}")
-    out["log_probabilities"] = b.op("Log", out["probabilities"])
     return out
 
 
@@ -285,3 +293,33 @@ def with_native(converter: Callable, native_method: Callable, build_inputs: Call
     if build_inputs is not None:
         converter.build_inputs = build_inputs
     return converter
+
+
+# --- exact float64 splits ---------------------------------------------------------------
+
+class RankedThresholds:
+    """``exact_float64``: float64 thresholds replaced by ranks, decided on host-ranked inputs.
+
+    The host replaces input column ``f`` by the number of the feature's
+    boundaries strictly below the value (:mod:`mlejax.host`, kind ``rank``), so
+    ``x <= t`` (float64) iff ``rank(x) <= index of t`` among the boundaries.
+    """
+
+    def __init__(self, boundaries: dict[int, Iterable[float]]) -> None:
+        self.boundaries = {int(f): np.unique(np.asarray(list(v), np.float64)) for f, v in boundaries.items()}
+
+    def rank(self, feature: int, t: float) -> np.float32:
+        """The graph threshold for ``x <= t`` on ``feature`` (``t`` must be one of its boundaries)."""
+        b = self.boundaries[int(feature)]
+        i = int(np.searchsorted(b, t))
+        if i >= b.size or b[i] != t:
+            raise ValueError(f"threshold {t!r} is not a boundary of feature {feature}")
+        return np.float32(i)
+
+    def request(self, ctx: ExportContext, n_features: int, feature_names: Sequence[str] | None) -> None:
+        """Ask the host to rank each feature's column (boundaries stored as float64 tensors)."""
+        from ._host_encoding import request_rank_column, set_feature_names
+
+        for f, values in sorted(self.boundaries.items()):
+            request_rank_column(ctx, n_features, f, ctx.builder.tensor(f"gbdt.rank{f}", values))
+        set_feature_names(ctx, feature_names)

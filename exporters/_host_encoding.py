@@ -11,7 +11,10 @@ from typing import Any
 from ..format.errors import UnsupportedModelError
 from ..format.host_spec import RAW_INPUT, SPEC_VERSION
 
-__all__ = ["RAW_INPUT", "raw_columns", "record_raw_columns", "request_category_column", "request_ignored_column", "set_feature_names"]
+__all__ = [
+    "RAW_INPUT", "raw_columns", "record_raw_columns", "request_catboost", "request_category_column", "request_ignored_column",
+    "request_rank_column", "set_feature_names",
+]
 
 
 def _spec(ctx: Any, n_features: int) -> dict:
@@ -55,6 +58,19 @@ def request_category_column(
                 )
             return
     spec["columns"].append(entry)
+
+
+def request_catboost(ctx: Any, n_features: int, section: dict) -> None:
+    """Ask for CatBoost's categorical hashing and CTR columns on the host (spec: :mod:`mlejax.format.host_spec`)."""
+    _spec(ctx, n_features)["catboost"] = section
+
+
+def request_rank_column(ctx: Any, n_features: int, index: int, boundaries: str) -> None:
+    """Ask for numeric raw column ``index`` to be replaced by its rank among the stored tensor ``boundaries``."""
+    spec = _spec(ctx, n_features)
+    if any(c["index"] == index for c in spec["columns"]):
+        raise UnsupportedModelError(f"raw column {index} is already encoded on the host; it cannot also be ranked")
+    spec["columns"].append({"index": int(index), "kind": "rank", "boundaries": boundaries})
 
 
 def request_ignored_column(ctx: Any, n_features: int, index: int) -> None:

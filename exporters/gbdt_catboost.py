@@ -9,19 +9,20 @@ exactly). Semantics reproduced:
 - float splits are true iff ``x > border`` (float32) — the op's ``x <= t``
   with the children swapped; NaN counts as false (``nan_mode`` Min, "AsFalse")
   or true (Max, "AsTrue");
-- one-hot categorical splits are true iff the category equals the split's
-  value. CatBoost compares hashes of the category's string form; we find,
-  with CatBoost's own hashing, which integer codes ``0..65535`` the split
-  values stand for, so categorical inputs arrive as float32 integer codes
-  (the integers, or digit strings, CatBoost was trained on). Other values
-  never match;
+- categorical features are hashed on the host as CatBoost hashes them
+  (:mod:`mlejax.host_catboost`): a one-hot feature's column becomes the
+  position of the value among the feature's one-hot values (-1 if none), and
+  a one-hot split is true iff the column equals the split value's position;
+- CTR (``OnlineCtr``) splits are true iff the CTR value, computed on the host
+  from the stored count tables and appended after the raw columns, is
+  ``> border``;
 - raw = ``scale * Σ leaves + bias`` (``scale_and_bias``); classifiers apply
   sigmoid (Logloss, CrossEntropy: labels ``raw > 0``), softmax (MultiClass)
   or per-class sigmoid (MultiClassOneVsAll); Poisson and Tweedie regressors
   predict ``exp(raw)``, other losses the raw value.
 
-CTR-based categorical features (``OnlineCtr`` splits), text and embedding
-features are not supported and raise ``UnsupportedModelError``.
+Text and embedding features, and CTR types other than
+:data:`~mlejax.format.host_spec.CTR_TYPES`, raise ``UnsupportedModelError``.
 """
 
 from __future__ import annotations
@@ -34,87 +35,134 @@ from typing import Any
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
+from ..format.host_spec import CTR_TYPES
 from ._gbdt_common import ForestBuilder, add_x_input, binary_heads, bitset_words, multiclass_heads, with_native
+from ._host_encoding import request_catboost, set_feature_names
 from .registry import ExportContext, register_converter, register_file_loader
 
 __all__ = ["convert_catboost"]
 
-#: One-hot category values are looked up among the integer codes below this bound.
-_MAX_CODE = 1 << 16
 _EXP_LOSSES = ("Poisson", "Tweedie")
+_INVALID_HASH = (1 << 64) - 1  # an empty slot of CatBoost's hash table
 
 
-def _save_json(model: Any, pool: Any = None) -> dict:
+def _save_json(model: Any) -> dict:
+    if list(model.get_text_feature_indices()) or list(model.get_embedding_feature_indices()):
+        raise UnsupportedModelError("CatBoost models with text or embedding features are not supported")
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
-        model.save_model(path, format="json", pool=pool)
+        model.save_model(path, format="json")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     finally:
         os.remove(path)
 
 
-def _code_of_hash(model: Any, info: dict) -> dict[int, int]:
-    """uint32 hash → integer code, for codes ``0.._MAX_CODE - 1``, via CatBoost's own hashing."""
-    from catboost import Pool
-
-    n_flat = 1 + max(f["flat_feature_index"] for kind in ("float_features", "categorical_features") for f in info.get(kind, []))
-    cat_cols = [f["flat_feature_index"] for f in info["categorical_features"]]
-    codes = np.arange(_MAX_CODE).astype(str)
-    columns = [codes if i in cat_cols else np.zeros(_MAX_CODE, np.float32) for i in range(n_flat)]
-    data = np.empty((_MAX_CODE, n_flat), dtype=object)
-    for i, col in enumerate(columns):
-        data[:, i] = col
-    hashes = _save_json(model, Pool(data, cat_features=cat_cols))["features_info"].get("cat_features_hash", [])
-    out = {}
-    for entry in hashes:
-        try:
-            out[int(entry["hash"]) & 0xFFFFFFFF] = int(entry["value"])
-        except ValueError:
-            continue
-    return out
-
-
 class _Reader:
-    """Turns CatBoost JSON splits into op nodes (threshold, default direction, categorical sets)."""
+    """Turns CatBoost JSON splits into op nodes (threshold, default direction, categorical sets).
 
-    def __init__(self, model: Any, d: dict) -> None:
+    Collects the host spec for categorical features (:mod:`mlejax.host_catboost`) as it goes.
+    """
+
+    def __init__(self, d: dict, n_features: int) -> None:
         info = d["features_info"]
-        if info.get("text_features") or info.get("embedding_features"):
-            raise UnsupportedModelError("CatBoost models with text or embedding features are not supported")
-        self.float_features = {f["feature_index"]: f for f in info.get("float_features", [])}
-        self.cat_features = {f["feature_index"]: f for f in info.get("categorical_features", [])}
-        self.model = model
-        self.info = info
-        self._codes: dict[int, int] | None = None
+        self.n_features = n_features
+        self.float_features = {f["feature_index"]: f for f in info.get("float_features") or []}
+        cats = sorted(info.get("categorical_features") or [], key=lambda f: f["feature_index"])
+        self.cat_columns = [f["flat_feature_index"] for f in cats]
+        self.one_hot = {f["feature_index"]: [int(v) & 0xFFFFFFFF for v in f.get("values") or []] for f in cats}
+        self.ctrs = info.get("ctrs") or []
+        # Binary features are numbered float borders first, then one-hot values, then CTR borders.
+        n_binary = sum(len(f.get("borders") or []) for f in self.float_features.values())
+        self.first_ctr_split = n_binary + sum(len(v) for v in self.one_hot.values())
+        self.ctr_of_split = [(k, b) for k, c in enumerate(self.ctrs) for b in c["borders"]]
+        self.ctr_data = d.get("ctr_data") or {}
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.cat_columns)
 
     def split(self, s: dict) -> tuple[int, float, bool, tuple | None]:
         """(input column, float32 threshold, NaN goes left, categorical (left words, other_left) or None)."""
         kind = s["split_type"]
         if kind == "FloatFeature":
             f = self.float_features[s["float_feature_index"]]
-            return f["flat_feature_index"], np.float32(s["border"]), f.get("nan_value_treatment") != "AsTrue", None
+            return f["flat_feature_index"], np.float32(s["border"]), not self._nan_true(f), None
         if kind == "OneHotFeature":
-            f = self.cat_features[s["cat_feature_index"]]
-            if self._codes is None:
-                self._codes = _code_of_hash(self.model, self.info)
-            code = self._codes.get(int(s["value"]) & 0xFFFFFFFF)
-            if code is None:
-                raise UnsupportedModelError(
-                    f"CatBoost one-hot split on feature {f['flat_feature_index']} uses a category that is not an integer "
-                    f"code in [0, {_MAX_CODE}); train on integer category codes"
-                )
-            # True (right) iff the category equals `code`: the left set is every other category.
-            return f["flat_feature_index"], np.float32(0), True, (~bitset_words([code]), True)
+            index = s["cat_feature_index"]
+            values = self.one_hot[index]
+            value = int(s["value"]) & 0xFFFFFFFF
+            if value not in values:
+                values.append(value)
+            # True (right) iff the column's code is this value's position: the left set is every other code.
+            return self.cat_columns[index], np.float32(0), True, (~bitset_words([values.index(value)]), True)
+        if kind == "OnlineCtr":
+            i = s["split_index"] - self.first_ctr_split
+            if not 0 <= i < len(self.ctr_of_split) or self.ctr_of_split[i][1] != s["border"]:
+                raise UnsupportedModelError(f"CatBoost CTR split {s['split_index']} does not match the model's CTR list")
+            k = self.ctr_of_split[i][0]
+            if self.ctrs[k]["target_border_idx"] != s.get("ctr_target_border_idx", self.ctrs[k]["target_border_idx"]):
+                raise UnsupportedModelError(f"CatBoost CTR split {s['split_index']} does not match the model's CTR list")
+            return self.n_features + k, np.float32(s["border"]), True, None
         raise UnsupportedModelError(
-            f"CatBoost split type {kind!r} is not supported (CTR-based categorical features need CatBoost's "
-            "target-statistic tables); supported: FloatFeature, OneHotFeature"
+            f"CatBoost split type {kind!r} is not supported; supported: FloatFeature, OneHotFeature, OnlineCtr"
         )
+
+    @staticmethod
+    def _nan_true(f: dict) -> bool:
+        return f.get("nan_value_treatment") == "AsTrue"
+
+    def host_spec(self, builder: Any) -> dict:
+        """The ``catboost`` host-encoding section, with the CTR tables added to ``builder`` as tensors."""
+        tables: list[dict] = []
+        table_of: dict[str, int] = {}
+        ctrs = []
+        for c in self.ctrs:
+            if c["ctr_type"] not in CTR_TYPES:
+                raise UnsupportedModelError(
+                    f"CatBoost CTR type {c['ctr_type']!r} is not supported; supported: {', '.join(CTR_TYPES)}")
+            key = c["identifier"]
+            if key not in table_of:
+                table_of[key] = len(tables)
+                tables.append(self._table(c, self.ctr_data.get(key), builder, len(tables)))
+            ctrs.append({"table": table_of[key], "type": c["ctr_type"], "target_border_idx": int(c["target_border_idx"]),
+                         "prior_num": float(c["prior_numerator"]), "prior_denom": float(c["prior_denomerator"]),
+                         "shift": float(c["shift"]), "scale": float(c["scale"])})
+        one_hot = [[i, v] for i, v in sorted(self.one_hot.items()) if v]
+        return {"cat_columns": self.cat_columns, "one_hot": one_hot, "tables": tables, "ctrs": ctrs}
+
+    def _table(self, ctr: dict, data: dict | None, builder: Any, n: int) -> dict:
+        if data is None:
+            raise UnsupportedModelError(f"CatBoost CTR {ctr['identifier']} has no stored table")
+        cats, floats, one_hots = [], [], []
+        for e in ctr["elements"]:
+            kind = e["combination_element"]
+            if kind == "cat_feature_value":
+                cats.append(int(e["cat_feature_index"]))
+            elif kind == "float_feature":
+                f = self.float_features[e["float_feature_index"]]
+                floats.append([f["flat_feature_index"], float(np.float32(e["border"])), self._nan_true(f)])
+            elif kind == "cat_feature_exact_value":
+                one_hots.append([int(e["cat_feature_index"]), int(e["value"]) & 0xFFFFFFFF])
+            else:
+                raise UnsupportedModelError(f"CatBoost CTR element {kind!r} is not supported")
+        stride = int(data["hash_stride"])
+        flat = data["hash_map"]
+        rows = [flat[i:i + stride] for i in range(0, len(flat), stride)]
+        rows = sorted((int(r[0]), [int(v) for v in r[1:]]) for r in rows if int(r[0]) != _INVALID_HASH)
+        hashes = np.asarray([h for h, _ in rows], np.uint64)
+        if np.any(hashes[1:] == hashes[:-1]):
+            raise UnsupportedModelError(f"CatBoost CTR {ctr['identifier']} has a table with repeated keys")
+        counts = np.asarray([c for _, c in rows], np.int32).reshape(len(rows), stride - 1)
+        return {"cats": cats, "floats": floats, "one_hots": one_hots,
+                "hashes": builder.tensor(f"catboost_ctr{n}_hashes", hashes),
+                "counts": builder.tensor(f"catboost_ctr{n}_counts", counts),
+                "counter_denominator": int(data.get("counter_denominator", 0))}
 
 
 def _oblivious(forest: ForestBuilder, reader: _Reader, tree: dict, width: int, scale: float) -> None:
-    splits = tree["splits"]
+    splits = tree["splits"] or []  # null for a tree without splits
     depth = len(splits)
     n_inner = (1 << depth) - 1
     n = n_inner + (1 << depth)
@@ -190,22 +238,26 @@ def _loss_name(model: Any) -> str:
 
 
 def convert_catboost(model: Any, x: str, ctx: ExportContext) -> dict:
-    """Any CatBoost model with float and one-hot categorical features."""
+    """Any CatBoost model with float, one-hot and CTR categorical features."""
     d = _save_json(model)
-    reader = _Reader(model, d)
+    n_features = len(model.feature_names_)
+    reader = _Reader(d, n_features)
     scale, bias = d.get("scale_and_bias", [1.0, [0.0]])
     bias = np.atleast_1d(np.asarray(bias, np.float64))
     trees = d.get("oblivious_trees") or d.get("trees") or []
     first = trees[0] if trees else {}
-    width = (len(first["leaf_values"]) >> len(first["splits"])) if "splits" in first else max(bias.shape[0], 1)
+    width = (len(first["leaf_values"]) >> len(first["splits"] or [])) if "splits" in first else max(bias.shape[0], 1)
     if "splits" not in first:  # non-symmetric: read the width from the first leaf
         node = first
         while "split" in node:
             node = node["left"]
         width = np.asarray(node.get("value", [0.0])).size
-    forest = ForestBuilder(width, cat_lo=float(-np.float32(1.4e-45)), cat_hi=float(_MAX_CODE), cat_integer=True)
+    forest = ForestBuilder(width, cat_integer=True)
     for tree in trees:
         (_oblivious if "splits" in tree else _non_symmetric)(forest, reader, tree, width, float(scale))
+    if reader.categorical:
+        request_catboost(ctx, n_features, reader.host_spec(ctx.builder))
+        set_feature_names(ctx, _feature_names(model))
     raw = forest.ensemble(ctx, x, base=np.broadcast_to(bias, (width,)))
     loss = _loss_name(model)
     b = ctx.builder
@@ -240,11 +292,17 @@ def _native(model: Any, method: str, inputs: list) -> Any:
     return getattr(model, method)(X)
 
 
+def _feature_names(model: Any) -> list[str] | None:
+    names = [str(n) for n in model.feature_names_]
+    return None if names == [str(i) for i in range(len(names))] else names  # placeholders (fitted on arrays): any columns
+
+
 def _build_inputs(model: Any, sample_input: Any, input_shape: Any, builder: Any) -> str:
-    names = list(model.feature_names_)
-    if names == [str(i) for i in range(len(names))]:
-        names = None  # CatBoost's placeholder names (fitted on arrays): accept any columns
-    return add_x_input(builder, len(model.feature_names_), names)
+    """``X``: the raw columns, then one column per CTR (computed on the host); names only without categoricals."""
+    info = _save_json(model)["features_info"]
+    if info.get("categorical_features"):
+        return add_x_input(builder, len(model.feature_names_) + len(info.get("ctrs") or []), None)
+    return add_x_input(builder, len(model.feature_names_), _feature_names(model))
 
 
 def _load_file(path: str) -> Any:

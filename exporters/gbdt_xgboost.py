@@ -10,19 +10,32 @@ text, so exact), never from the text dump. Semantics reproduced
 - categorical split: right iff ``trunc(x)`` is in the node's category set;
   negative values, values ``>= 2**24`` and categories beyond the set's bit
   field go left. Categories arrive as float32 codes (the codes XGBoost sees);
-- margin = Σ tree leaves (dart: × ``weight_drop``) + ``link(base_score)``,
-  base_score being stored in output space (XGBoost ≥ 2.0); the wrapper's
-  ``best_iteration`` limits the trees as its ``predict`` does;
+- margin = Σ tree leaves (dart: × ``weight_drop``) + ``base_margin``, an
+  optional graph input ([batch, n_groups] float32) whose default is
+  ``link(base_score)``, base_score being stored in output space (XGBoost ≥
+  2.0): ``Model.predict(X, base_margin=m)`` replaces base_score as
+  XGBoost's ``base_margin`` does;
+- every tree is stored; the graph uses the iterations of the source's default
+  ``predict`` (a wrapper's ``best_iteration``, else all), and
+  ``iteration_range=(b, e)`` at predict time selects trees
+  ``iteration_indptr[b] .. iteration_indptr[e]`` (one iteration is
+  ``num_parallel_tree`` × n_groups trees); see
+  :mod:`mlejax.format.predict_options` and :mod:`mlejax.predict_options`;
 - objectives: ``binary:logistic|logitraw|hinge``, ``multi:softprob|softmax``,
   ``reg:squarederror|squaredlogerror|pseudohubererror|absoluteerror|quantileerror|logistic|gamma|tweedie``,
   ``count:poisson``, ``survival:cox|aft``, ``rank:pairwise|ndcg|map``, and
   multi-target models (one tree per target or ``multi_output_tree``);
 - ``decision_function`` (exposed on every model) is the raw margin
-  (``output_margin=True``); ``apply`` gives XGBoost's node ids (``pred_leaf``).
+  (``output_margin=True``); ``apply`` gives XGBoost's node ids (``pred_leaf``);
+- models fitted on DataFrames with string ``category`` columns (XGBoost ≥
+  3.1 stores the training categories and re-codes the frames it predicts
+  on): the host maps each value to its training code (``mlejax.host``), so a
+  frame whose categorical dtype has other categories or another order
+  predicts as in XGBoost; NaN is missing; an unseen category raises
+  :class:`~mlejax.format.errors.InputError` (XGBoost raises too). Such a
+  model then needs the category values, not codes, in numeric input.
 
-Not supported: ``gblinear``, a per-row ``base_margin`` (add it to the margin
-yourself), ``iteration_range`` other than the wrapper's default, and
-multi-label classifiers.
+Not supported: ``gblinear`` and multi-label classifiers.
 
 XGBoost sums leaves in float32 in tree order; we sum in float32 in chunks, so
 margins can differ by a few float32 ulps of the running sum.
@@ -53,6 +66,8 @@ _IDENTITY = {
 _EXP_OUTPUT = _LOG
 _SIGMOID_OUTPUT = {"binary:logistic", "reg:logistic"}
 _MAX_CAT = 16777216.0  # XGBoost's OutOfRangeCat(): categories must be below 2**24
+#: The optional graph input that replaces ``base_score`` in margin space.
+BASE_MARGIN = "base_margin"
 
 
 def _model_json(booster: Any) -> dict:
@@ -101,15 +116,49 @@ def _tree_nodes(tree: dict, n_out: int, multi_output: bool):
     return left, right, values, cats
 
 
-def _limit_trees(model: Any, indptr: list[int], n_trees: int) -> int:
-    """Trees used by ``predict``: the wrapper's best_iteration, else all."""
-    try:
-        best = int(model.best_iteration)
-    except (AttributeError, TypeError, ValueError):
-        return n_trees
-    if not hasattr(model, "get_booster"):
-        return n_trees  # a plain Booster predicts with every tree
-    return int(indptr[min(best + 1, len(indptr) - 1)])
+def _iterations(model: Any, gb_model: dict, n_trees: int, per_iteration_groups: int) -> dict:
+    """The iteration spec (:mod:`mlejax.format.predict_options`), less its node names.
+
+    A wrapper's ``predict`` uses its ``best_iteration`` by default and reads a
+    range ``(b, 0)`` as that default; a Booster uses every tree and reads
+    ``(b, 0)`` as ``(b, n_rounds)``.
+    """
+    indptr = gb_model.get("iteration_indptr")
+    if not indptr:  # older files: num_parallel_tree trees per output group per iteration
+        step = int(gb_model.get("gbtree_model_param", {}).get("num_parallel_tree", "1")) * per_iteration_groups
+        indptr = list(range(0, n_trees + 1, step))
+    indptr = [int(v) for v in indptr]
+    if indptr[-1] != n_trees:
+        raise UnsupportedModelError(f"XGBoost iteration_indptr ends at {indptr[-1]}, but the model has {n_trees} trees")
+    n_rounds = len(indptr) - 1
+    wrapper = hasattr(model, "get_booster")
+    end = n_rounds
+    if wrapper:
+        try:
+            end = min(int(model.best_iteration) + 1, n_rounds)
+        except (AttributeError, TypeError, ValueError):
+            pass
+    return {"indptr": indptr, "default": [0, end], "open_end": "default" if wrapper else "last"}
+
+
+def _categories(gb_model: dict) -> dict[int, list[str]]:
+    """Training categories of string-category features (XGBoost ≥ 3.1 stores them and re-codes frames)."""
+    out = {}
+    for j, enc in enumerate(gb_model.get("cats", {}).get("enc", [])):
+        offsets, values = enc.get("offsets"), enc.get("values")
+        if offsets is None or not values:  # numeric categories (``type``) or a numeric feature
+            continue
+        raw = bytes(v & 0xFF for v in values)
+        try:
+            if offsets[-1] != len(raw):
+                raise ValueError("offsets do not span the bytes")
+            out[j] = [raw[a:b].decode("utf-8") for a, b in zip(offsets, offsets[1:])]
+        except (ValueError, IndexError):
+            raise UnsupportedModelError(
+                f"the string categories of feature {j} are stored inconsistently (XGBoost counts non-ASCII "
+                "categories in characters, not bytes); use ASCII category names"
+            ) from None
+    return out
 
 
 def _read_forest(model: Any, booster: Any) -> tuple[ForestBuilder, dict]:
@@ -128,7 +177,6 @@ def _read_forest(model: Any, booster: Any) -> tuple[ForestBuilder, dict]:
         raise UnsupportedModelError(f"XGBoost booster {kind!r} is not supported; supported: gbtree, dart")
     trees_json = gb["model"]["trees"]
     tree_info = gb["model"]["tree_info"]
-    indptr = gb["model"].get("iteration_indptr") or list(range(len(trees_json) + 1))
     n_class = int(params.get("num_class", "0"))
     n_target = int(params.get("num_target", "1"))
     n_out = max(n_class, n_target, 1)
@@ -137,8 +185,7 @@ def _read_forest(model: Any, booster: Any) -> tuple[ForestBuilder, dict]:
     multi_output = any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees_json)
     forest = ForestBuilder(n_out, per_tree_target=not multi_output and n_out > 1, cat_lo=float(-np.float32(1.4e-45)), cat_hi=_MAX_CAT)
     missing = float(getattr(model, "missing", np.nan) if hasattr(model, "get_booster") else np.nan)
-    n_use = _limit_trees(model, indptr, len(trees_json))
-    for i, tree in enumerate(trees_json[:n_use]):
+    for i, tree in enumerate(trees_json):
         left, right, values, cats = _tree_nodes(tree, n_out, multi_output)
         if weights is not None:
             values = values * np.float32(weights[i])  # float32 product, as XGBoost's predictor
@@ -152,11 +199,47 @@ def _read_forest(model: Any, booster: Any) -> tuple[ForestBuilder, dict]:
             np.asarray(tree["default_left"], bool), values if (multi_output or n_out == 1) else values[:, 0],
             missing=miss, cats=cats, target=int(tree_info[i]) if not multi_output else 0,
         )
-    return forest, {"objective": objective, "base": base, "n_out": n_out, "n_class": n_class}
+    iterations = _iterations(model, gb["model"], len(trees_json), 1 if multi_output else n_out)
+    return forest, {"objective": objective, "base": base, "n_out": n_out, "n_class": n_class, "iterations": iterations,
+                    "categories": _categories(gb["model"])}
 
 
 def _booster_of(model: Any) -> Any:
     return model.get_booster() if hasattr(model, "get_booster") else model
+
+
+def _request_categories(ctx: ExportContext, booster: Any, categories: dict[int, list[str]]) -> None:
+    """String-category features: the host re-codes values to the training codes, as XGBoost re-codes frames.
+
+    Missing values (NaN) stay NaN (the default direction); a category unseen at
+    training raises, as in XGBoost.
+    """
+    if not categories:
+        return
+    from ._host_encoding import request_category_column, set_feature_names
+
+    for j, cats in sorted(categories.items()):
+        request_category_column(ctx, booster.num_features(), j, cats, missing="nan", unknown="error")
+    set_feature_names(ctx, booster.feature_names)
+
+
+def _margin(ctx: ExportContext, forest: ForestBuilder, x: str, info: dict) -> tuple[str, str]:
+    """(margin = trees in the default range + the optional ``base_margin`` input, leaf indices).
+
+    ``base_margin`` ([batch, n_out] float32) defaults to the margin of
+    ``base_score``; the iteration spec records which nodes a range slices.
+    """
+    b = ctx.builder
+    iters = info["iterations"]
+    indptr, (lo, hi) = iters["indptr"], iters["default"]
+    trees = (indptr[lo], indptr[hi])
+    base_margin = b.add_input(BASE_MARGIN, "float32", (None, info["n_out"]))
+    total = forest.ensemble(ctx, x, tree_range=trees)
+    leaf = forest.leaf_index(ctx, x, tree_range=trees)
+    ctx.options["input_defaults"] = {BASE_MARGIN: [float(v) for v in info["base"]]}
+    # GraphBuilder names a node's outputs "<node name>:<i>".
+    ctx.options["iterations"] = iters | {"nodes": [total.rsplit(":", 1)[0], leaf.rsplit(":", 1)[0]]}
+    return b.op("Add", total, base_margin), leaf
 
 
 def convert_xgboost(model: Any, x: str, ctx: ExportContext) -> dict:
@@ -164,9 +247,10 @@ def convert_xgboost(model: Any, x: str, ctx: ExportContext) -> dict:
     booster = _booster_of(model)
     forest, info = _read_forest(model, booster)
     objective, n_out = info["objective"], info["n_out"]
+    _request_categories(ctx, booster, info["categories"])
     b = ctx.builder
-    margin = forest.ensemble(ctx, x, base=info["base"])
-    out: dict = {"leaf_index": forest.leaf_index(ctx, x), "__methods__": {"decision_function"}}
+    margin, leaf = _margin(ctx, forest, x, info)
+    out: dict = {"leaf_index": leaf, "__methods__": {"decision_function"}}
     is_classifier = hasattr(model, "classes_") and hasattr(model, "predict_proba")
     if is_classifier:
         classes = np.asarray(model.classes_)

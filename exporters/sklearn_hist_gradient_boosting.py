@@ -5,7 +5,9 @@ Semantics reproduced (``_hist_gradient_boosting/_predictor.pyx``):
 - sklearn casts X to float64 and tests ``x <= num_threshold`` (float64). Our
   input is float32, so each threshold is stored as the largest float32 not
   above it: decisions are identical for every float32 input. float64 inputs
-  with more precision than float32 are rounded to float32 first;
+  with more precision than float32 are rounded to float32 first, unless the
+  model is exported with ``exact_float64=True`` (thresholds become ranks among
+  each feature's float64 thresholds, and the host ranks the inputs);
 - NaN follows ``missing_go_to_left``;
 - categorical features: sklearn ordinal-encodes them (unknown values → NaN)
   and moves them first; we map the feature indices back and build each
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
-from ._gbdt_common import ForestBuilder, binary_heads, bitset_words, float32_threshold, multiclass_heads
+from ._gbdt_common import ForestBuilder, RankedThresholds, binary_heads, bitset_words, float32_threshold, multiclass_heads
 from .registry import ExportContext, register_converter
 
 __all__ = ["convert_hist_gradient_boosting"]
@@ -82,8 +84,21 @@ def _left_words(raw_left: np.ndarray, values: np.ndarray, missing_left: bool) ->
     return words
 
 
-def _forest(model: Any) -> ForestBuilder:
+def _ranked_thresholds(model: Any, perm: np.ndarray) -> RankedThresholds:
+    """``exact_float64``: the float64 thresholds of each input column's numeric splits."""
+    values: dict[int, list] = {}
+    for iteration in model._predictors:
+        for predictor in iteration:
+            nodes = predictor.nodes
+            numeric = ~nodes["is_leaf"].astype(bool) & ~nodes["is_categorical"].astype(bool)
+            for f, t in zip(perm[nodes["feature_idx"][numeric]].tolist(), nodes["num_threshold"][numeric].tolist()):
+                values.setdefault(f, []).append(t)
+    return RankedThresholds(values)
+
+
+def _forest(model: Any, exact_float64: bool = False) -> tuple[ForestBuilder, RankedThresholds | None]:
     perm, cat_values = _category_values(model)
+    ranks = _ranked_thresholds(model, perm) if exact_float64 else None
     k_trees = int(model.n_trees_per_iteration_)
     forest = ForestBuilder(k_trees, per_tree_target=k_trees > 1, cat_lo=float(-np.float32(1.4e-45)),
                            cat_hi=float(_MAX_CATEGORY), cat_integer=True)
@@ -98,17 +113,26 @@ def _forest(model: Any) -> ForestBuilder:
                 words = _left_words(raw_left, cat_values[int(nodes["feature_idx"][i])], bool(missing_left[i]))
                 cats[int(i)] = (words, bool(missing_left[i]))
             values = nodes["value"].astype(np.float32)
+            features = perm[nodes["feature_idx"]]
+            if ranks is None:
+                thresholds = float32_threshold(nodes["num_threshold"])
+            else:
+                numeric = ~leaf & ~nodes["is_categorical"].astype(bool)
+                thresholds = np.asarray([ranks.rank(f, t) if ok else 0.0 for f, t, ok in
+                                         zip(features, nodes["num_threshold"], numeric)], np.float32)
             forest.add_tree(
                 np.where(leaf, -1, nodes["left"].astype(np.int64)), np.where(leaf, -1, nodes["right"].astype(np.int64)),
-                perm[nodes["feature_idx"]], float32_threshold(nodes["num_threshold"]), missing_left,
-                values if k_trees > 1 else values.reshape(-1, 1), cats=cats, target=k,
+                features, thresholds, missing_left, values if k_trees > 1 else values.reshape(-1, 1), cats=cats, target=k,
             )
-    return forest
+    return forest, ranks
 
 
 def convert_hist_gradient_boosting(model: Any, x: str, ctx: ExportContext) -> dict:
     """HistGradientBoostingClassifier / HistGradientBoostingRegressor."""
-    forest = _forest(model)
+    forest, ranks = _forest(model, bool(ctx.options.pop("exact_float64", False)))
+    if ranks is not None:
+        names = getattr(model, "feature_names_in_", None)
+        ranks.request(ctx, int(model.n_features_in_), None if names is None else list(names))
     raw = forest.ensemble(ctx, x, base=np.asarray(model._baseline_prediction, np.float64).ravel())
     b = ctx.builder
     if hasattr(model, "classes_"):

@@ -56,6 +56,14 @@ float32 in chunks of trees; the order of additions is unspecified.
 ``tree_target``) plus ``leaf_ids`` (int32 per node, may be empty): it returns
 ``leaf_ids[leaf]`` when given, else the leaf's index relative to its root.
 
+Both ops (both versions) take an optional attr ``tree_range``: ``[begin,
+end]`` with ``0 <= begin <= end <= n_trees``. Only trees ``begin .. end - 1``
+(of ``roots``, and of ``tree_target``) are used: the sum runs over them
+(``base`` is still added) and ``TreeLeafIndex`` returns their ``end - begin``
+columns. It is how iteration ranges are applied per call without touching the
+stored tensors (:mod:`mlejax.predict_options`); a malformed value raises
+:class:`~mlejax.format.errors.MLEFormatError`.
+
 Trees are evaluated in chunks scanned with ``lax.scan`` and the batch in
 tiles, so the program size does not grow with the tree count and memory stays
 bounded in the batch. *How* the leaves are found is a lowering strategy
@@ -72,6 +80,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..format.errors import MLEFormatError
 from ..format.graph import Node
 from .program import lowering_options
 from .registry import register_rule
@@ -129,18 +138,33 @@ def _host_arrays(node: Node, names: Sequence[str], inputs: Sequence[Any]) -> dic
     return {**_EMPTY, **out}
 
 
-def _plan(node: Node, names: Sequence[str], inputs: Sequence[Any], batch: int) -> tuple[str, Layout | None]:
-    """(strategy, layout) for this node and batch; the layout is memoized per Program."""
+def _tree_range(node: Node, n_trees: int) -> tuple[int, int]:
+    """The ``tree_range`` attr as ``(begin, end)`` (all trees when absent); MLEFormatError if malformed."""
+    value = node.attrs.get("tree_range")
+    if value is None:
+        return 0, n_trees
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not ok or not 0 <= value[0] <= value[1] <= n_trees:
+        raise MLEFormatError(
+            f"node {node.name!r}: attr tree_range: expected [begin, end] with 0 <= begin <= end <= {n_trees}, found {value!r}"
+        )
+    return int(value[0]), int(value[1])
+
+
+def _plan(node: Node, names: Sequence[str], inputs: Sequence[Any], batch: int, span: tuple[int, int]) -> tuple[str, Layout | None]:
+    """(strategy, layout) for this node, batch and tree range ``span``; the layout is memoized per Program."""
     options = lowering_options()
     requested = requested_strategy(options)
     cache = options.get("cache")
-    cache_key = ("tree_layout", node.name)
+    cache_key = ("tree_layout", node.name, span)
     if cache is not None and cache_key in cache:
         layout = cache[cache_key]
     else:
         layout = None
         if requested != "traversal":
             host = _host_arrays(node, names, inputs)
+            if host is not None:
+                host["roots"] = host["roots"][span[0] : span[1]]
             try:
                 layout = analyze(host, int(node.attrs["max_depth"])) if host is not None else None
             except (ValueError, IndexError, TypeError):  # malformed arrays: the traversal defines the result
@@ -177,7 +201,14 @@ def _ensemble(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
     tree_target = arrays.get("tree_target", _EMPTY_I)
     n_out = int(attrs.get("n_targets", values.shape[1]))
     per_tree = tree_target.shape[0] > 0
-    strategy, layout = _plan(node, names, inputs, x.shape[0])
+    span = _tree_range(node, roots.shape[0])
+    roots = roots[span[0] : span[1]]
+    tree_target = tree_target[span[0] : span[1]] if per_tree else tree_target
+    base = attrs.get("base")
+    base = jnp.asarray(np.asarray(base if base is not None else 0.0, dtype=np.float32))
+    if roots.shape[0] == 0:  # an empty range: only the base
+        return jnp.broadcast_to(base, (x.shape[0], n_out)).astype(values.dtype)
+    strategy, layout = _plan(node, names, inputs, x.shape[0], span)
     f = _forest(node, arrays)
     platform = str(lowering_options().get("platform", jax.default_backend()))
 
@@ -196,9 +227,8 @@ def _ensemble(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
     if attrs.get("aggregate", "sum") == "mean":
         counts = jnp.maximum(jnp.zeros((n_out,), values.dtype).at[tree_target].add(1.0), 1.0) if per_tree else jnp.float32(roots.shape[0])
         acc = acc / counts
-    base = attrs.get("base")
-    if base is not None:
-        acc = acc + jnp.asarray(np.asarray(base, dtype=np.float32))
+    if attrs.get("base") is not None:
+        acc = acc + base
     return acc
 
 
@@ -220,9 +250,12 @@ def _tree_leaf_index_v2(node: Node, x, *inputs):
 
 def _leaf_index(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
     arrays = dict(zip(names, inputs))
-    roots = arrays["roots"]
+    span = _tree_range(node, arrays["roots"].shape[0])
+    roots = arrays["roots"][span[0] : span[1]]
     leaf_ids = arrays.get("leaf_ids", _EMPTY_I)
-    strategy, layout = _plan(node, names, inputs, x.shape[0])
+    if roots.shape[0] == 0:
+        return jnp.zeros((x.shape[0], 0), jnp.int32)
+    strategy, layout = _plan(node, names, inputs, x.shape[0], span)
     f = _forest(node, arrays)
     platform = str(lowering_options().get("platform", jax.default_backend()))
 

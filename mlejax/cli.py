@@ -30,6 +30,8 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sample", help="a .npy/.csv/.parquet file of rows to check the export against the source model")
     p.add_argument("--compression", choices=["zstd"], default=None)
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
+    p.add_argument("--exact-float64", action="store_true",
+                   help="LightGBM/HistGradientBoosting: exact splits for float64 inputs (see export_model)")
     args = p.parse_args(argv)
     from .export import export_model
 
@@ -44,7 +46,8 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
         source = joblib.load(args.model)
     sample = _read_table(args.sample) if args.sample else None
-    report = export_model(source, args.output, sample_input=sample, compression=args.compression, compression_level=args.level)
+    report = export_model(source, args.output, sample_input=sample, compression=args.compression, compression_level=args.level,
+                          exact_float64=args.exact_float64)
     print(json.dumps(dict(report), indent=2, default=str))
     return 0
 

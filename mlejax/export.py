@@ -49,6 +49,7 @@ def export_model(
     encrypt_key: bytes | None = None,
     password: str | None = None,
     policy: Mapping[str, Any] | None = None,
+    exact_float64: bool = False,
 ) -> ExportReport:
     """Export a trained ``model`` to the ``.mle`` file at ``path``.
 
@@ -74,6 +75,10 @@ def export_model(
       policy: access policy checked at load, e.g. ``{"expires": datetime,
         "allowed_hosts": [...], "min_runtime_version": "0.1"}`` (see
         :mod:`mlejax.format.policy`; enforceable only on signed files).
+      exact_float64: LightGBM and HistGradientBoosting only: decide splits
+        exactly as they do for float64 inputs (the host ranks each numeric
+        value among the model's float64 thresholds). Without it inputs are rounded to float32 first,
+        which is exact for float32 inputs.
 
     Returns:
       An :class:`ExportReport` with ``export_time_ms``, ``file_size_bytes``,
@@ -93,7 +98,11 @@ def export_model(
         n_features, feature_names = _input_spec(model, sample_input, input_shape)
         x = builder.add_input("X", "float32", (None, n_features), feature_names)
     ctx = ExportContext(builder, options={"training_data": training_data})
+    if exact_float64:
+        ctx.options["exact_float64"] = True  # a converter that honours it removes it
     outputs = dict(converter(model, x, ctx))
+    if ctx.options.pop("exact_float64", False):
+        raise UnsupportedModelError(f"exact_float64 is supported for LightGBM and HistGradientBoosting models, not for {type(model).__name__}")
     # A converter may expose methods the source lacks (documented extensions such as DBSCAN.predict).
     forced = outputs.pop("__methods__", {})
     methods = {}
@@ -118,8 +127,9 @@ def export_model(
         "classes": _encode_classes(ctx.classes),
         "user": dict(metadata or {}),
     }
-    if ctx.options.get("host_encoding") is not None:
-        meta["host_encoding"] = ctx.options["host_encoding"]
+    for key in ("host_encoding", "input_defaults", "iterations"):  # what the runtime interprets (format/)
+        if ctx.options.get(key) is not None:
+            meta[key] = ctx.options[key]
     if policy is not None:
         meta["policy"] = make_policy(**policy)
     if quantization is not None:
@@ -201,9 +211,11 @@ def _encode_classes(classes: np.ndarray | None) -> dict | None:
 
 
 def _sample_inputs(sample_input: Any, graph: Any) -> list:
-    """``sample_input`` as one entry per graph input (a dict is keyed by input name)."""
+    """``sample_input`` as one entry per graph input (a dict is keyed by input name; optional inputs may be left out)."""
     if isinstance(sample_input, dict):
-        return [sample_input[info.name] for info in graph.inputs]
+        names = [info.name for info in graph.inputs]
+        given = next((i for i, name in enumerate(names) if name not in sample_input), len(names))
+        return [sample_input[name] for name in names[: max(given, 1)]]
     return list(sample_input) if isinstance(sample_input, (list, tuple)) else [sample_input]
 
 

@@ -14,18 +14,27 @@ column of codes and one-hot / ordinal encodes it with its own tables. Columns
 a ``ColumnTransformer`` drops are replaced by 0 when they are not numeric.
 Numeric columns pass through unchanged (as float32).
 
+LightGBM and HistGradientBoosting models exported with ``exact_float64=True`` replace each numeric
+column by its rank among the model's float64 thresholds for that feature, so
+float64 inputs are decided exactly as LightGBM decides them.
+
+CatBoost models with categorical features hash their categorical columns on
+the host and append their CTR (target statistic) columns after the raw ones
+(:mod:`mlejax.host_catboost`); the graph input is then wider than the raw input.
+
 The spec itself is defined in :mod:`mlejax.format.host_spec`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from .format.errors import InputError
+from .format.errors import InputError, MLEFormatError
 from .format.host_spec import validate_host_spec
+from .host_catboost import CatBoostFeatures
 
 __all__ = ["HostEncoder"]
 
@@ -77,21 +86,52 @@ class _Column:
         return codes
 
 
+class _Rank:
+    """A numeric column replaced by its rank among sorted float64 boundaries (``host_spec``, kind ``rank``)."""
+
+    kind = "rank"
+
+    def __init__(self, index: int, boundaries: Any) -> None:
+        if boundaries is None:
+            raise MLEFormatError(f"metadata.host_encoding: the boundaries of rank column {index} are not stored")
+        b = np.asarray(boundaries)
+        if b.dtype != np.float64 or b.ndim != 1 or np.isnan(b).any() or np.any(b[1:] <= b[:-1]):
+            raise MLEFormatError(f"metadata.host_encoding: the boundaries of rank column {index} are not sorted float64 values")
+        self.index = index
+        self.boundaries = b
+
+    def encode(self, values: np.ndarray, name: str) -> np.ndarray:
+        try:
+            x = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"column {name!r} is not numeric") from None
+        rank = np.searchsorted(self.boundaries, x, side="left").astype(np.float32)
+        return np.where(np.isnan(x), np.float32(np.nan), rank)
+
+
 class HostEncoder:
     """Applies a stored host encoding spec to model inputs (numpy only; no pandas import)."""
 
-    def __init__(self, spec: dict) -> None:
+    def __init__(self, spec: dict, tensors: Mapping[str, np.ndarray] | None = None) -> None:
         self.n_features: int = spec["n_features"]
         self.feature_names: list[str] | None = spec["feature_names"]
+        tensors = tensors or {}
         self.columns = {
-            c["index"]: _Column(c["index"], c["kind"], c.get("categories", []), c.get("missing"), c.get("unknown", "code"))
+            c["index"]: _Rank(c["index"], tensors.get(c["boundaries"])) if c["kind"] == "rank"
+            else _Column(c["index"], c["kind"], c.get("categories", []), c.get("missing"), c.get("unknown", "code"))
             for c in spec["columns"]
         }
-        self._has_categories = any(c.kind == "category" for c in self.columns.values())
+        self.catboost = CatBoostFeatures(spec["catboost"], tensors) if "catboost" in spec else None
+        self._encodes_numbers = self.catboost is not None or any(c.kind != "ignore" for c in self.columns.values())
+
+    @property
+    def width(self) -> int:
+        """Columns of the encoded array (the graph input): the raw columns, then any derived ones."""
+        return self.n_features + (self.catboost.width if self.catboost is not None else 0)
 
     @classmethod
-    def from_metadata(cls, meta: dict) -> "HostEncoder | None":
-        """The encoder stored in file metadata, or ``None`` when the model needs none.
+    def from_metadata(cls, meta: dict, tensors: Mapping[str, np.ndarray] | None = None) -> "HostEncoder | None":
+        """The encoder stored in file metadata (its tables in ``tensors``), or ``None`` when the model needs none.
 
         Raises :class:`~mlejax.format.errors.MLEFormatError` when the spec is malformed.
         """
@@ -99,17 +139,17 @@ class HostEncoder:
         if spec is None:
             return None
         validate_host_spec(spec)
-        return cls(spec)
+        return cls(spec, tensors)
 
     def apply(self, x: Any) -> Any:
-        """Numeric float32 array [n, n_features] for raw input ``x`` (DataFrame, numpy, lists).
+        """Numeric float32 array [n, width] for raw input ``x`` (DataFrame, numpy, lists).
 
         A numeric numpy array with no string-category column is returned as is.
         """
         if hasattr(x, "columns") and hasattr(x, "iloc"):
             return self._apply_frame(x)
         arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
-        if arr.dtype.kind in "biuf" and not self._has_categories:
+        if arr.dtype.kind in "biuf" and not self._encodes_numbers:
             return arr
         if arr.ndim != 2 or arr.shape[1] != self.n_features:
             raise InputError(f"expected a 2D input with {self.n_features} columns, got shape {list(arr.shape)}")
@@ -134,10 +174,14 @@ class HostEncoder:
 
     def _encode_columns(self, cols: list[np.ndarray], n_rows: int) -> np.ndarray:
         out = np.empty((n_rows, self.n_features), np.float32)
+        names = self.feature_names or [str(j) for j in range(self.n_features)]
+        hashed = set(self.catboost.cat_columns) if self.catboost is not None else set()
         for j, col in enumerate(cols):
-            name = self.feature_names[j] if self.feature_names else str(j)
+            name = names[j]
+            if j in hashed:
+                continue
             spec = self.columns.get(j)
-            if spec is not None and spec.kind == "category":
+            if spec is not None and spec.kind != "ignore":
                 out[:, j] = spec.encode(col, name)
                 continue
             try:
@@ -146,6 +190,9 @@ class HostEncoder:
                 if spec is None:
                     raise InputError(f"column {name!r} is not numeric and the model has no encoding for it") from None
                 out[:, j] = 0.0
-        return out
+        if self.catboost is None:
+            return out
+        ctrs = self.catboost.encode([cols[c] for c in self.catboost.cat_columns], out, names)
+        return np.concatenate([out, ctrs], axis=1) if ctrs.shape[1] else out
 
 

@@ -8,6 +8,7 @@ import time
 import types
 from typing import Any, Callable, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from .format import read_mle
@@ -17,6 +18,7 @@ from .format.policy import check_policy, signature_keys
 from .host import HostEncoder
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
+from .predict_options import PredictOptions, SharedProgram
 
 __all__ = ["Model", "load_model", "METHOD_OUTPUTS"]
 
@@ -128,16 +130,24 @@ class Model:
         self.metadata: dict = mfile.metadata
         self.graph: Graph = Graph.from_dict(mfile.graph, set(mfile.tensors))
         self.methods: dict[str, str] = _check_methods(self.metadata, self.graph)
-        self._host = HostEncoder.from_metadata(self.metadata)  # None unless string columns are encoded on the host
+        # None unless columns are encoded on the host (string categories, CatBoost hashes and CTRs)
+        self._host = HostEncoder.from_metadata(self.metadata, mfile.tensors)
         self.classes_ = _decode_classes(self.metadata.get("classes"))
         first = self.graph.inputs[0]
         self.n_features_in_: int | None = first.shape[1] if len(first.shape) == 2 else None
-        if first.feature_names is not None:
-            self.feature_names_in_ = np.asarray(first.feature_names, dtype=object)
+        names = first.feature_names
+        if self._host is not None:
+            if self._host.width != self.n_features_in_:
+                raise MLEFormatError(f"metadata.host_encoding: encodes {self._host.width} columns, the graph input has {self.n_features_in_}")
+            self.n_features_in_, names = self._host.n_features, self._host.feature_names or names
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self._options = PredictOptions(self.metadata, self.graph, mfile.tensors)
         self.program = Program(
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
             options={"tree_strategy": tree_strategy},
         )
+        self._ranged: dict[tuple[int, int], Program] = {}  # one Program per iteration range asked for
 
     # --- description -----------------------------------------------------------------
     @property
@@ -166,48 +176,64 @@ class Model:
         return f"<mlejax.Model of {self.source_estimator}: methods {sorted(self.methods)}, device {self.device}>"
 
     # --- methods ---------------------------------------------------------------------
+    # Every method takes the graph inputs positionally (optional ones, such as XGBoost's
+    # ``base_margin``, may be left out) and the per-call options of :mod:`mlejax.predict_options`
+    # by keyword: ``base_margin=`` and ``iteration_range=(begin, end)`` where the model has them.
+    # Any other keyword raises TypeError naming the supported ones.
     @_Method
-    def predict(self, X: Any, *more_inputs: Any) -> np.ndarray:
-        """Labels (mapped to ``classes_``) or regression values, as the source model's ``predict``."""
-        return self._method_output("predict", X, *more_inputs)
+    def predict(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
+        """Labels (mapped to ``classes_``) or regression values, as the source model's ``predict``.
+
+        ``options``: ``base_margin`` ([batch] or [batch, n_groups]: replaces the
+        base score in margin space) and ``iteration_range=(begin, end)``, for
+        models that have them (XGBoost).
+        """
+        return self._method_output("predict", (X, *more_inputs), options)
 
     @_Method
-    def predict_proba(self, X: Any, *more_inputs: Any) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order."""
-        return self._method_output("predict_proba", X, *more_inputs)
+    def predict_proba(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
+        """Class probabilities, columns in ``classes_`` order (``options`` as :meth:`predict`)."""
+        return self._method_output("predict_proba", (X, *more_inputs), options)
 
     @_Method
-    def predict_log_proba(self, X: Any, *more_inputs: Any) -> np.ndarray:
-        """Log of ``predict_proba``."""
-        return self._method_output("predict_log_proba", X, *more_inputs)
+    def predict_log_proba(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
+        """Log of ``predict_proba`` (``options`` as :meth:`predict`)."""
+        return self._method_output("predict_log_proba", (X, *more_inputs), options)
 
     @_Method
-    def decision_function(self, X: Any, *more_inputs: Any) -> np.ndarray:
-        """Decision values / raw margins, as the source model's ``decision_function``."""
-        return self._method_output("decision_function", X, *more_inputs)
+    def decision_function(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
+        """Decision values / raw margins, as the source model's ``decision_function`` (``options`` as :meth:`predict`)."""
+        return self._method_output("decision_function", (X, *more_inputs), options)
 
     @_Method
-    def transform(self, X: Any, *more_inputs: Any) -> np.ndarray:
+    def transform(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
         """Transformed features, as the source transformer's ``transform``."""
-        return self._method_output("transform", X, *more_inputs)
+        return self._method_output("transform", (X, *more_inputs), options)
 
     @_Method
-    def score_samples(self, X: Any, *more_inputs: Any) -> np.ndarray:
+    def score_samples(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
         """Per-row scores, as the source model's ``score_samples``."""
-        return self._method_output("score_samples", X, *more_inputs)
+        return self._method_output("score_samples", (X, *more_inputs), options)
 
     @_Method
-    def apply(self, X: Any, *more_inputs: Any) -> np.ndarray:
-        """Leaf index of each row in each tree, as sklearn's ``apply`` (``pred_leaf`` in GBDT libraries)."""
-        return self._method_output("apply", X, *more_inputs)
+    def apply(self, X: Any, *more_inputs: Any, **options: Any) -> np.ndarray:
+        """Leaf index of each row in each tree, as sklearn's ``apply`` (``pred_leaf`` in GBDT libraries).
 
-    def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+        ``iteration_range=(0, end)`` (XGBoost models) gives the leaves of the
+        trees of the first ``end`` iterations; a range must start at 0, as in XGBoost.
+        """
+        return self._method_output("apply", (X, *more_inputs), options, leaf=True)
+
+    def run(self, inputs: Sequence[Any], **options: Any) -> list[np.ndarray]:
         """Every graph output for ``inputs`` (one array per graph input), in :attr:`outputs` order.
 
-        Labels are mapped to ``classes_``.
+        Optional inputs (such as ``base_margin``) may be left off the end of
+        ``inputs`` or given by keyword; ``iteration_range`` applies to every
+        output (``leaf_index`` too, whatever its start). Labels are mapped to ``classes_``.
         """
-        arrays = self._prepare_all(inputs)
-        results = self.program.run(self.outputs, arrays)
+        named, span = self._options.parse("run", self.outputs, options)
+        arrays = self._prepare_all(inputs, named)
+        results = self._program(span).run(self.outputs, arrays)
         return [self._to_host(name, r) for name, r in zip(self.outputs, results)]
 
     def warmup(self, batch_size: int) -> None:
@@ -252,49 +278,70 @@ class Model:
             "device": str(self.device),
         }
 
-    def jax_function(self, output: str | None = None) -> Callable:
+    def jax_function(self, output: str | None = None, *, iteration_range: Any = None) -> Callable:
         """A pure JAX function ``f(*inputs) -> array`` for one graph output or method.
 
         ``output`` is a graph output name (``"probabilities"``) or a method name
         (``"predict_proba"``); default: the output of ``predict``. The stored
         tensors are closed over, so ``f`` works under ``jax.jit``, ``jax.vmap``,
         ``jax.grad`` and ``jax.export``. Labels come out as class indices.
+        Optional inputs (``base_margin``, shaped as the graph input, e.g.
+        ``[batch, 1]``) may be left off the end: ``f(X)`` uses their defaults.
+        ``iteration_range`` is fixed when ``f`` is made (as in :meth:`predict`).
         """
         name = output or self.methods.get("predict") or self.outputs[0]
         name = self.methods.get(name, name)
         if name not in self.graph.outputs:
             raise ValueError(f"unknown output {output!r}; outputs: {self.outputs}, methods: {sorted(self.methods)}")
-        graph, params = self.graph, self.program.params
+        _, span = self._options.parse("jax_function", [name], {} if iteration_range is None else {"iteration_range": iteration_range},
+                                      leaf=name == "leaf_index")
+        graph, params, opts = self._options.graph_for(span), self.program.params, self._options
+        infos = graph.inputs
 
         def f(*inputs):
-            return evaluate(graph, params, inputs, [name])[0]
+            if not opts.n_required <= len(inputs) <= len(infos):
+                raise TypeError(f"{f.__name__} takes {opts.n_required} to {len(infos)} inputs {[i.name for i in infos]}, got {len(inputs)}")
+            rows = inputs[0].shape[0]
+            full = [*inputs, *(opts.default(info.name, rows, jnp) for info in infos[len(inputs) :])]
+            return evaluate(graph, params, full, [name])[0]
 
         f.__name__ = f"mlejax_{name}"
         return f
 
     # --- internals -------------------------------------------------------------------
-    def _method_output(self, method: str, *inputs: Any) -> np.ndarray:
+    def _method_output(self, method: str, inputs: Sequence[Any], options: dict, leaf: bool = False) -> np.ndarray:
         output = self.methods[method]
-        arrays = self._prepare_all(list(inputs))
-        return self._to_host(output, self.program.run([output], arrays)[0])
+        named, span = self._options.parse(method, [output], options, leaf=leaf)
+        arrays = self._prepare_all(inputs, named)
+        return self._to_host(output, self._program(span).run([output], arrays)[0])
+
+    def _program(self, span: tuple[int, int] | None) -> Program:
+        """The program for a tree range (``None``: the stored graph's), built once per range."""
+        if span is None:
+            return self.program
+        if span not in self._ranged:
+            self._ranged[span] = SharedProgram(self._options.graph_for(span), self._file.tensors, self.program)
+        return self._ranged[span]
 
     def _to_host(self, output: str, value: np.ndarray) -> np.ndarray:
         if output == "label" and self.classes_ is not None:
             return self.classes_[value]
         return value
 
-    def _prepare_all(self, inputs: Sequence[Any]) -> list[np.ndarray]:
+    def _prepare_all(self, inputs: Sequence[Any], named: dict | None = None) -> list[np.ndarray]:
+        """Host arrays for every graph input: ``inputs`` in order, then ``named`` optional ones, then defaults."""
         if not isinstance(inputs, (list, tuple)):
             raise InputError(f"run()/benchmark() take a list of inputs (one per graph input), got {type(inputs).__name__}")
-        if len(inputs) != len(self.graph.inputs):
-            names = [i.name for i in self.graph.inputs]
-            raise InputError(f"this model takes {len(names)} input(s) {names}, got {len(inputs)}")
+        given = self._options.complete(inputs, named or {})
         if self._host is not None:
-            inputs = [self._host.apply(inputs[0]), *inputs[1:]]
-        arrays = [_prepare(x, info) for x, info in zip(inputs, self.graph.inputs)]
-        n = {a.shape[0] for a in arrays}
-        if len(n) != 1:
-            raise InputError(f"all inputs must have the same number of rows, got {sorted(n)}")
+            given = [self._host.apply(given[0]), *given[1:]]
+        infos = self.graph.inputs
+        arrays = [_prepare(given[0], infos[0], first=True)]
+        rows = arrays[0].shape[0]
+        for x, info in zip(given[1:], infos[1:]):
+            arrays.append(_prepare(self._options.default(info.name, rows) if x is None else x, info))
+            if arrays[-1].shape[0] != rows:
+                raise InputError(f"input {info.name!r} has {arrays[-1].shape[0]} rows, but {infos[0].name!r} has {rows}; all inputs must have the same number of rows")
         return arrays
 
 
@@ -302,9 +349,9 @@ def _np_dtype(info: ValueInfo) -> np.dtype:
     return np.dtype(info.dtype)
 
 
-def _prepare(x: Any, info: ValueInfo) -> np.ndarray:
-    """Host-side checks and conversion of one input to the graph input's dtype and shape."""
-    expected_cols = info.shape[1] if len(info.shape) == 2 else None
+def _prepare(x: Any, info: ValueInfo, first: bool = False) -> np.ndarray:
+    """Host-side checks and conversion of one input to the graph input's dtype and shape (``first``: the features X)."""
+    expected_cols = info.shape[1] if len(info.shape) == 2 and first else None
     if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # pandas DataFrame, without importing pandas
         x = _from_frame(x, info)
     elif type(x).__module__.split(".")[0] == "torch":

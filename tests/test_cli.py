@@ -72,3 +72,17 @@ def test_version_and_bad_file(saved, tmp_path):
 def test_demo_runs_small(tmp_path):
     out = _run("runtime_main", "demo", "--rows", "2000", "--trees", "5", "--dir", str(tmp_path))
     assert "joblib" in out.stdout and "labels equal to sklearn" in out.stdout and "100.00%" in out.stdout
+
+
+def test_export_native_lightgbm_file_exact_float64(tmp_path):
+    """A LightGBM ``.txt`` file is read without unpickling; ``--exact-float64`` ranks float64 inputs on the host."""
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    booster = lgb.train({"verbose": -1, "num_leaves": 8}, lgb.Dataset(X, X[:, 0] - X[:, 1] ** 2), num_boost_round=10)
+    booster.save_model(str(tmp_path / "model.txt"))
+    out = _run("export_main", str(tmp_path / "model.txt"), str(tmp_path / "model.mle"), "--exact-float64")
+    assert "pickle" not in out.stderr
+    m = mle.load_model(tmp_path / "model.mle")
+    assert m.metadata["host_encoding"]["columns"][0]["kind"] == "rank"
+    np.testing.assert_allclose(m.predict(X), booster.predict(X), rtol=1e-5, atol=1e-6)

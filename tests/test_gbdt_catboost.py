@@ -11,7 +11,6 @@ cb = pytest.importorskip("catboost")
 pd = pytest.importorskip("pandas")
 
 import mlejax as mle  # noqa: E402
-from mlejax.format.errors import UnsupportedModelError  # noqa: E402
 from helpers import assert_close, check_methods, roundtrip  # noqa: E402
 from helpers_gbdt import gbdt_data, quantile_labels  # noqa: E402
 
@@ -112,14 +111,6 @@ def test_one_hot_categorical(tmp_path):
     native_codes = ["2", "4", "6", "-2", "2.5", "1000000", "65538", "0"]
     native = model.predict(pd.DataFrame(edge, columns=list("abcde")).assign(e=native_codes))
     assert_close(m.predict(edge), native)
-
-
-def test_ctr_features_unsupported(tmp_path):
-    X, s = _data(nan=0)
-    frame = pd.DataFrame(X, columns=list("abcde")).assign(e=np.arange(len(X)) % 40)
-    model = cb.CatBoostRegressor(one_hot_max_size=2, **SMALL).fit(frame, s + (frame.e % 3 == 0), cat_features=["e"])
-    with pytest.raises(UnsupportedModelError, match="CTR"):
-        mle.export_model(model, tmp_path / "never.mle")
 
 
 def test_early_stopping_best_model(tmp_path):

@@ -162,11 +162,80 @@ def test_single_leaf_trees(tmp_path):
     _check(model, X, tmp_path)
 
 
-def test_unsupported_linear_tree():
+@pytest.mark.parametrize("kind", ["regression", "binary", "multiclass", "rf"])
+def test_linear_tree(kind, tmp_path):
+    """Leaves with linear models: NaN in a leaf's features falls back to its plain value, as LightGBM."""
+    X, s = _data(n=1200, nan=0.1)
+    params = dict(n_estimators=25, num_leaves=8, linear_tree=True, verbose=-1)
+    if kind == "regression":
+        model = lgb.LGBMRegressor(**params).fit(X, s)
+    elif kind == "rf":
+        model = lgb.LGBMRegressor(boosting_type="rf", bagging_freq=1, bagging_fraction=0.7, **params).fit(X, s)
+    else:
+        model = lgb.LGBMClassifier(**params).fit(X, quantile_labels(s, 2 if kind == "binary" else 3))
+    has_coefficients = any(
+        line.startswith("num_features=") and set(line.split("=")[1].split()) != {"0"}
+        for line in model.booster_.model_to_string().splitlines())
+    assert has_coefficients
+    rows = X[:256]
+    m = roundtrip(model, X, tmp_path)
+    assert_close(m.decision_function(rows), model.predict(rows, raw_score=True), what="raw_score")
+    if kind == "regression" or kind == "rf":
+        assert_close(m.predict(rows), model.predict(rows))
+    else:
+        assert_close(m.predict_proba(rows), model.predict_proba(rows))
+        assert (m.predict(rows) == model.predict(rows)).all()
+    assert (m.apply(rows) == model.predict(rows, pred_leaf=True)).all()
+    for row in (X[:1], X[7:8]):
+        assert_close(m.decision_function(row), model.predict(row, raw_score=True))
+
+
+@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"use_missing": False}])
+def test_exact_float64_inputs(params, tmp_path):
+    """``exact_float64=True``: float64 inputs at and next to every float64 threshold decide as LightGBM."""
+    X, s = _data(n=600, nan=0.05)
+    X = X.astype(np.float64) + np.random.default_rng(1).normal(size=X.shape) * 1e-9  # more precision than float32
+    model = lgb.LGBMRegressor(n_estimators=20, num_leaves=8, verbose=-1, **params).fit(X, s)
+    rows = []
+    for line in model.booster_.model_to_string().splitlines():
+        if line.startswith("split_feature="):
+            features = [int(v) for v in line.split("=")[1].split()]
+        if line.startswith("threshold="):
+            for f, t in zip(features, (float(v) for v in line.split("=")[1].split())):
+                for v in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf), 1e-35, -1.0000000180025095e-35,
+                          np.nextafter(-1.0000000180025095e-35, -np.inf), 5e-300, -0.0):
+                    r = X[len(rows) % len(X)].copy()
+                    r[f] = v
+                    rows.append(r)
+    E = np.asarray(rows)
+    path = tmp_path / "exact.mle"
+    mle.export_model(model, path, exact_float64=True)
+    m = mle.load_model(path)
+    assert (m.apply(E) == model.predict(E, pred_leaf=True)).all()
+    assert_close(m.predict(E), model.predict(E))
+    assert_close(m.predict(X[:50]), model.predict(X[:50]))
+    # Without the option, float64 inputs are rounded to float32 first: some of these rows decide differently.
+    plain = roundtrip(model, X, tmp_path)
+    assert (plain.apply(E) != model.predict(E, pred_leaf=True)).any()
+    assert (plain.apply(E.astype(np.float32)) == model.predict(E.astype(np.float32), pred_leaf=True)).all()
+
+
+def test_exact_float64_is_refused_elsewhere(tmp_path):
+    from sklearn.tree import DecisionTreeRegressor
+
     X, s = _data(nan=0)
-    model = lgb.LGBMRegressor(n_estimators=2, linear_tree=True, verbose=-1).fit(X, s)
+    with pytest.raises(UnsupportedModelError, match="exact_float64"):
+        mle.export_model(DecisionTreeRegressor(max_depth=2).fit(X, s), tmp_path / "never.mle", exact_float64=True)
+    linear = lgb.LGBMRegressor(n_estimators=2, linear_tree=True, verbose=-1).fit(X, s)
     with pytest.raises(UnsupportedModelError, match="linear_tree"):
-        mle.export_model(model, "/tmp/never.mle")
+        mle.export_model(linear, tmp_path / "never.mle", exact_float64=True)
+
+
+def test_unsupported_options_are_named(tmp_path):
+    X, s = _data(nan=0)
+    model = lgb.LGBMRegressor(n_estimators=2, reg_sqrt=True, verbose=-1).fit(X, np.abs(s))
+    with pytest.raises(UnsupportedModelError, match="reg_sqrt"):
+        mle.export_model(model, tmp_path / "never.mle")
 
 
 @pytest.mark.slow

@@ -93,6 +93,30 @@ def test_thresholds_at_float32_edges(tmp_path):
     assert_close(m.predict(E), model.predict(E))
 
 
+def test_exact_float64_inputs(tmp_path):
+    """``exact_float64=True``: float64 rows at and next to every float64 threshold predict as sklearn; categoricals kept."""
+    X, s = _data(n=600, nan=0.05)
+    X = X.astype(np.float64)
+    X[:, :5] += np.random.default_rng(1).normal(size=(len(X), 5)) * 1e-9  # more precision than float32
+    model = HistGradientBoostingClassifier(categorical_features=[5], **SMALL).fit(X, s > 0)
+    rows = []
+    for it in model._predictors:
+        nodes = it[0].nodes
+        numeric = (nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)
+        for feat, t in zip(nodes["feature_idx"][numeric], nodes["num_threshold"][numeric]):
+            for v in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)):
+                r = X[len(rows) % len(X)].copy()
+                r[feat - 1] = v  # internally the categorical column comes first
+                rows.append(r)
+    E = np.asarray(rows)
+    path = tmp_path / "exact.mle"
+    mle.export_model(model, path, exact_float64=True)
+    m = mle.load_model(path)
+    assert_close(m.predict_proba(E), model.predict_proba(E))
+    assert (m.predict(E) == model.predict(E)).all()
+    assert (roundtrip(model, X, tmp_path).predict_proba(E) != m.predict_proba(E)).any()  # float32 rounding differs
+
+
 def test_pandas_integer_categories(tmp_path):
     """A DataFrame with an integer category column (sklearn re-encodes and reorders it internally)."""
     pd = pytest.importorskip("pandas")
