@@ -10,12 +10,10 @@ exactly). Semantics reproduced:
   with the children swapped; NaN counts as false (``nan_mode`` Min, "AsFalse")
   or true (Max, "AsTrue");
 - categorical features are hashed on the host as CatBoost hashes them
-  (:mod:`mlejax.host_catboost`): a one-hot feature's column becomes the
-  position of the value among the feature's one-hot values (-1 if none), and
-  a one-hot split is true iff the column equals the split value's position;
-- CTR (``OnlineCtr``) splits are true iff the CTR value, computed on the host
-  from the stored count tables and appended after the raw columns, is
-  ``> border``;
+  (:mod:`mlejax.host_catboost`), which appends after the raw columns the CTR
+  values (computed from the stored count tables) and a 0/1 indicator per
+  one-hot value; a CTR (``OnlineCtr``) split is true iff the CTR value is
+  ``> border``, a one-hot split iff its indicator is ``> 0.5``;
 - raw = ``scale * Σ leaves + bias`` (``scale_and_bias``); classifiers apply
   sigmoid (Logloss, CrossEntropy: labels ``raw > 0``), softmax (MultiClass)
   or per-class sigmoid (MultiClassOneVsAll); Poisson and Tweedie regressors
@@ -36,7 +34,7 @@ import numpy as np
 
 from ..format.errors import UnsupportedModelError
 from ..format.host_spec import CTR_TYPES
-from ._gbdt_common import ForestBuilder, add_x_input, binary_heads, bitset_words, multiclass_heads, with_native
+from ._gbdt_common import ForestBuilder, add_x_input, binary_heads, multiclass_heads, with_native
 from ._host_encoding import request_catboost, set_feature_names
 from .registry import ExportContext, register_converter, register_file_loader
 
@@ -60,7 +58,7 @@ def _save_json(model: Any) -> dict:
 
 
 class _Reader:
-    """Turns CatBoost JSON splits into op nodes (threshold, default direction, categorical sets).
+    """Turns CatBoost JSON splits into op nodes (input column, threshold, default direction).
 
     Collects the host spec for categorical features (:mod:`mlejax.host_catboost`) as it goes.
     """
@@ -71,7 +69,9 @@ class _Reader:
         self.float_features = {f["feature_index"]: f for f in info.get("float_features") or []}
         cats = sorted(info.get("categorical_features") or [], key=lambda f: f["feature_index"])
         self.cat_columns = [f["flat_feature_index"] for f in cats]
-        self.one_hot = {f["feature_index"]: [int(v) & 0xFFFFFFFF for v in f.get("values") or []] for f in cats}
+        self.one_hot = {f["feature_index"]: list(dict.fromkeys(int(v) & 0xFFFFFFFF for v in f.get("values") or [])) for f in cats}
+        pairs = [(i, v) for i, values in sorted(self.one_hot.items()) for v in values]
+        self.one_hot_position = {pair: k for k, pair in enumerate(pairs)}  # indicator columns follow the CTRs
         self.ctrs = info.get("ctrs") or []
         # Binary features are numbered float borders first, then one-hot values, then CTR borders.
         n_binary = sum(len(f.get("borders") or []) for f in self.float_features.values())
@@ -83,20 +83,18 @@ class _Reader:
     def categorical(self) -> bool:
         return bool(self.cat_columns)
 
-    def split(self, s: dict) -> tuple[int, float, bool, tuple | None]:
-        """(input column, float32 threshold, NaN goes left, categorical (left words, other_left) or None)."""
+    def split(self, s: dict) -> tuple[int, np.float32, bool]:
+        """(input column, float32 threshold, NaN goes left) of the op's ``x <= t`` (CatBoost's split is true: right)."""
         kind = s["split_type"]
         if kind == "FloatFeature":
             f = self.float_features[s["float_feature_index"]]
-            return f["flat_feature_index"], np.float32(s["border"]), not self._nan_true(f), None
+            return f["flat_feature_index"], np.float32(s["border"]), not self._nan_true(f)
         if kind == "OneHotFeature":
-            index = s["cat_feature_index"]
-            values = self.one_hot[index]
-            value = int(s["value"]) & 0xFFFFFFFF
-            if value not in values:
-                values.append(value)
-            # True (right) iff the column's code is this value's position: the left set is every other code.
-            return self.cat_columns[index], np.float32(0), True, (~bitset_words([values.index(value)]), True)
+            index, value = s["cat_feature_index"], int(s["value"]) & 0xFFFFFFFF
+            if value not in self.one_hot[index]:
+                raise UnsupportedModelError(f"CatBoost one-hot split {s['split_index']} tests a value the model does not list")
+            column = self.n_features + len(self.ctrs) + self.one_hot_position[(index, value)]
+            return column, np.float32(0.5), True
         if kind == "OnlineCtr":
             i = s["split_index"] - self.first_ctr_split
             if not 0 <= i < len(self.ctr_of_split) or self.ctr_of_split[i][1] != s["border"]:
@@ -104,7 +102,7 @@ class _Reader:
             k = self.ctr_of_split[i][0]
             if self.ctrs[k]["target_border_idx"] != s.get("ctr_target_border_idx", self.ctrs[k]["target_border_idx"]):
                 raise UnsupportedModelError(f"CatBoost CTR split {s['split_index']} does not match the model's CTR list")
-            return self.n_features + k, np.float32(s["border"]), True, None
+            return self.n_features + k, np.float32(s["border"]), True
         raise UnsupportedModelError(
             f"CatBoost split type {kind!r} is not supported; supported: FloatFeature, OneHotFeature, OnlineCtr"
         )
@@ -171,16 +169,13 @@ def _oblivious(forest: ForestBuilder, reader: _Reader, tree: dict, width: int, s
     feature = np.zeros(n, np.int64)
     threshold = np.zeros(n, np.float32)
     default_left = np.zeros(n, bool)
-    cats = {}
     for level, s in enumerate(splits):
-        col, thr, nan_left, cat = reader.split(s)
+        col, thr, nan_left = reader.split(s)
         for p in range(1 << level):
             node = (1 << level) - 1 + p
             left[node] = (1 << (level + 1)) - 1 + 2 * p
             right[node] = left[node] + 1
             feature[node], threshold[node], default_left[node] = col, thr, nan_left
-            if cat is not None:
-                cats[node] = cat
     leaf_values = np.asarray(tree["leaf_values"], np.float64).reshape(1 << depth, width) * scale
     # Leaf at path p (first split = most significant bit) has CatBoost index bit-reverse(p).
     paths = np.arange(1 << depth)
@@ -191,12 +186,11 @@ def _oblivious(forest: ForestBuilder, reader: _Reader, tree: dict, width: int, s
     values[n_inner:] = leaf_values[index]
     leaf_ids = np.zeros(n, np.int64)
     leaf_ids[n_inner:] = index
-    forest.add_tree(left, right, feature, threshold, default_left, values, cats=cats, leaf_ids=leaf_ids)
+    forest.add_tree(left, right, feature, threshold, default_left, values, leaf_ids=leaf_ids)
 
 
 def _non_symmetric(forest: ForestBuilder, reader: _Reader, tree: dict, width: int, scale: float) -> None:
     left, right, feature, threshold, default_left, values = [], [], [], [], [], []
-    cats = {}
     leaf_of: dict[int, dict] = {}
 
     def visit(node: dict) -> int:
@@ -208,10 +202,7 @@ def _non_symmetric(forest: ForestBuilder, reader: _Reader, tree: dict, width: in
         if "split" not in node:
             values[i] = np.asarray(node["value"], np.float64).reshape(width) * scale
             return i
-        col, thr, nan_left, cat = reader.split(node["split"])
-        feature[i], threshold[i], default_left[i] = col, thr, nan_left
-        if cat is not None:
-            cats[i] = cat
+        feature[i], threshold[i], default_left[i] = reader.split(node["split"])
         left[i] = visit(node["left"])
         right[i] = visit(node["right"])
         return i
@@ -220,7 +211,7 @@ def _non_symmetric(forest: ForestBuilder, reader: _Reader, tree: dict, width: in
     leaf_ids = np.zeros(len(left), np.int64)
     for n, node in enumerate(_leaves_in_catboost_order(tree)):
         leaf_ids[leaf_of[id(node)]] = n
-    forest.add_tree(left, right, feature, threshold, default_left, np.asarray(values), cats=cats, leaf_ids=leaf_ids)
+    forest.add_tree(left, right, feature, threshold, default_left, np.asarray(values), leaf_ids=leaf_ids)
 
 
 def _leaves_in_catboost_order(node: dict) -> list:
@@ -252,7 +243,7 @@ def convert_catboost(model: Any, x: str, ctx: ExportContext) -> dict:
         while "split" in node:
             node = node["left"]
         width = np.asarray(node.get("value", [0.0])).size
-    forest = ForestBuilder(width, cat_integer=True)
+    forest = ForestBuilder(width)
     for tree in trees:
         (_oblivious if "splits" in tree else _non_symmetric)(forest, reader, tree, width, float(scale))
     if reader.categorical:
@@ -301,7 +292,8 @@ def _build_inputs(model: Any, sample_input: Any, input_shape: Any, builder: Any)
     """``X``: the raw columns, then one column per CTR (computed on the host); names only without categoricals."""
     info = _save_json(model)["features_info"]
     if info.get("categorical_features"):
-        return add_x_input(builder, len(model.feature_names_) + len(info.get("ctrs") or []), None)
+        n_one_hot = sum(len(set(f.get("values") or [])) for f in info["categorical_features"])
+        return add_x_input(builder, len(model.feature_names_) + len(info.get("ctrs") or []) + n_one_hot, None)
     return add_x_input(builder, len(model.feature_names_), _feature_names(model))
 
 

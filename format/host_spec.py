@@ -35,7 +35,7 @@ split decisions against float64 thresholds are exact for float64 inputs.
 **CatBoost section** (semantics in :mod:`mlejax.host_catboost`)::
 
     {"cat_columns": [1, 4],                # raw column of each CatBoost categorical feature
-     "one_hot": [[1, [759035679]]],        # categorical feature -> its one-hot value hashes (uint32)
+     "one_hot": [[1, [759035679]]],        # categorical feature -> its one-hot value hashes (uint32), distinct
      "tables": [{"cats": [0],              # projection: categorical features,
                  "floats": [[0, 0.5, false]],  # float splits (raw column, float32 border, NaN is true),
                  "one_hots": [[1, 759035679]], # one-hot tests (categorical feature, hash)
@@ -45,7 +45,8 @@ split decisions against float64 thresholds are exact for float64 inputs.
      "ctrs": [{"table": 0, "type": one of CTR_TYPES,
                "target_border_idx": 0, "prior_num": 0.5, "prior_denom": 1.0, "shift": 0.0, "scale": 15.0}]}
 
-CTR ``k`` becomes graph input column ``n_features + k``.
+CTR ``k`` becomes graph input column ``n_features + k``; after the CTRs come
+the one-hot indicators, one per listed value, in order.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def _validate_catboost(cb: Any, n: int, encoded: set, need: Any) -> None:
     one_hot = cb.get("one_hot")
     need(isinstance(one_hot, list) and all(
         isinstance(e, list) and len(e) == 2 and _is_int(e[0], 0, k) and isinstance(e[1], list)
-        and all(_is_int(v, 0, 2**32) for v in e[1]) for e in one_hot), ".catboost.one_hot", "[[feature, [uint32 hashes]], ...]")
+        and all(_is_int(v, 0, 2**32) for v in e[1]) and len(set(e[1])) == len(e[1]) for e in one_hot)
+        and len({e[0] for e in one_hot}) == len(one_hot), ".catboost.one_hot", "[[feature, [distinct uint32 hashes]], ...]")
     tables = cb.get("tables")
     need(isinstance(tables, list), ".catboost.tables", "a list")
     for i, t in enumerate(tables):

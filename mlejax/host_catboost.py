@@ -1,14 +1,14 @@
-"""CatBoost categorical features on the host: value hashes, one-hot codes and CTR values.
+"""CatBoost categorical features on the host: value hashes, CTR values and one-hot indicators.
 
 CatBoost never sees a categorical value itself, only the low 32 bits of the
-CityHash64 of its string form (:mod:`mlejax.cityhash`); integers are written in
-decimal. From those hashes this step computes, in numpy:
+CityHash64 of its string form (:mod:`mlejax.cityhash`); integers and booleans
+are written in decimal. From those hashes this step computes, in numpy, the
+columns appended after the raw ones (the raw categorical columns become 0):
 
-- for each one-hot feature, the column's *code*: the position of the value's
-  hash among the feature's one-hot values, or -1; the graph tests
-  ``code == position``;
-- for each CTR (target statistic) feature, its float32 value, appended after
-  the raw columns; the graph compares it with the CTR's borders (``>``).
+- for each CTR (target statistic) feature, its float32 value; the graph
+  compares it with the CTR's borders (``>``);
+- then, for each one-hot value of each one-hot feature (in spec order), an
+  indicator: 1.0 iff the row's hash equals the value; the graph tests ``> 0.5``.
 
 A CTR of a *projection* (categorical features, float splits ``x > border``,
 one-hot tests ``hash == value``) combines, in that order, the hashes of its
@@ -44,6 +44,7 @@ from .format.errors import InputError, MLEFormatError
 __all__ = ["CatBoostFeatures", "category_hashes"]
 
 _MAGIC = np.uint64(0x4906BA494954CB65)
+_BITS = np.arange(2, dtype=np.uint64)
 _F32 = np.float32
 
 
@@ -62,8 +63,11 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def category_hashes(values: Any, name: str) -> np.ndarray:
-    """CatBoost's uint32 hash of each categorical value of one column (strings, integers or integral floats)."""
+def category_hashes(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """CatBoost's uint32 hashes of a column's distinct values, and each row's index into them.
+
+    Values are strings, integers, booleans or integral floats; a missing value is an :class:`InputError`.
+    """
     values = np.asarray(values)
     if values.dtype.kind in "biuf":
         uniq, inverse = np.unique(values, return_inverse=True)  # NaN sorts last and stays distinct
@@ -79,8 +83,7 @@ def category_hashes(values: Any, name: str) -> np.ndarray:
         raise InputError(
             f"categorical column {name!r} has a {exc} value; CatBoost categorical values must be strings or integers"
         ) from None
-    hashes = np.fromiter((cityhash64(t.encode("utf-8")) & 0xFFFFFFFF for t in texts), np.uint32, len(texts))
-    return hashes[inverse]
+    return np.fromiter((cityhash64(t.encode("utf-8")) & 0xFFFFFFFF for t in texts), np.uint32, len(texts)), inverse
 
 
 def _combine(key: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -150,37 +153,53 @@ class CatBoostFeatures:
 
     @property
     def width(self) -> int:
-        """Number of CTR columns appended after the raw columns."""
-        return len(self.ctrs)
+        """Number of columns appended after the raw columns (CTRs, then one-hot indicators)."""
+        return len(self.ctrs) + sum(v.size for v in self.one_hot.values())
 
     def encode(self, cat_values: list[np.ndarray], out: np.ndarray, names: list[str]) -> np.ndarray:
-        """Write one-hot codes into ``out``'s categorical columns; return the CTR columns [n, width].
+        """Zero ``out``'s categorical columns; return the appended columns [n, width].
 
         ``cat_values[i]`` is the raw column of categorical feature ``i``;
         ``out`` holds the raw float32 columns (float features are read from it).
         """
-        hashes = [category_hashes(v, names[c]) for v, c in zip(cat_values, self.cat_columns)]
-        for i, c in enumerate(self.cat_columns):
-            values = self.one_hot.get(i)
-            if values is None:
-                out[:, c] = 0.0
-                continue
-            match = hashes[i][:, None] == values[None, :]
-            out[:, c] = np.where(match.any(axis=1), match.argmax(axis=1), -1).astype(_F32)
-        ctr_out = np.empty((out.shape[0], len(self.ctrs)), _F32)
+        cats = [category_hashes(v, names[c]) for v, c in zip(cat_values, self.cat_columns)]
+        out[:, self.cat_columns] = 0.0
+        derived = np.empty((self.width, out.shape[0]), _F32)  # column-major: each step fills whole rows
         for i, (t, table_hashes, _) in enumerate(self.tables):
-            ctr_out[:, self._columns[i]] = self._values[i][_rows(table_hashes, self._keys(t, hashes, out))]
-        return ctr_out
+            derived[self._columns[i]] = self._values[i].T[:, _table_rows(t, table_hashes, cats, out)]
+        k = len(self.ctrs)
+        for i, values in self.one_hot.items():
+            unique, inverse = cats[i]
+            derived[k : k + values.size] = (values[:, None] == unique[None, :]).astype(_F32)[:, inverse]
+            k += values.size
+        return derived.T
 
-    @staticmethod
-    def _keys(table: dict, hashes: list[np.ndarray], out: np.ndarray) -> np.ndarray:
-        key = np.zeros(out.shape[0], np.uint64)
-        for c in table["cats"]:
-            key = _combine(key, hashes[c].view(np.int32).astype(np.int64).view(np.uint64))
-        for col, border, nan_true in table["floats"]:
-            x = out[:, col]
-            bit = (x > _F32(border)) | (np.isnan(x) & bool(nan_true))
-            key = _combine(key, bit.astype(np.uint64))
-        for c, value in table["one_hots"]:
-            key = _combine(key, (hashes[c] == np.uint32(value)).astype(np.uint64))
-        return key
+
+def _table_rows(table: dict, table_hashes: np.ndarray, cats: list[tuple[np.ndarray, np.ndarray]], out: np.ndarray) -> np.ndarray:
+    """Each row's row in the table (its size where the row's key is not stored).
+
+    Every part of a projection takes few values (a column's distinct
+    categories, or 0/1), so when their combinations are fewer than the rows
+    the keys are computed and looked up once per combination.
+    """
+    parts = []  # (the part's possible values, each row's index among them)
+    for c in table["cats"]:
+        unique, inverse = cats[c]
+        parts.append((unique.view(np.int32).astype(np.int64).view(np.uint64), inverse))
+    for col, border, nan_true in table["floats"]:
+        x = out[:, col]
+        parts.append((_BITS, ((x > _F32(border)) | (np.isnan(x) & bool(nan_true))).astype(np.intp)))
+    for c, value in table["one_hots"]:
+        unique, inverse = cats[c]
+        parts.append((_BITS, (unique == np.uint32(value)).astype(np.intp)[inverse]))
+    n = out.shape[0]
+    if int(np.prod([len(v) for v, _ in parts], dtype=np.float64)) <= max(n, 256):
+        keys, index = np.zeros(1, np.uint64), np.zeros(n, np.intp)
+        for values, rows in parts:
+            keys = _combine(keys[:, None], values[None, :]).ravel()
+            index = index * len(values) + rows
+        return _rows(table_hashes, keys)[index]
+    keys = np.zeros(n, np.uint64)
+    for values, rows in parts:
+        keys = _combine(keys, values[rows])
+    return _rows(table_hashes, keys)

@@ -11,7 +11,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--parity-report", action="store_true", help="print the worst parity error per test function")
+    parser.addoption("--parity-report", nargs="?", const="function", choices=["function", "case"], default=None,
+                     help="print the worst parity error per test function (or per parametrized case: =case)")
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -21,7 +22,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
     worst: dict[str, float] = {}
     for nodeid, err in WORST_ERRORS.items():
-        key = nodeid.split("[", 1)[0]
+        key = nodeid if config.getoption("--parity-report") == "case" else nodeid.split("[", 1)[0]
         worst[key] = max(worst.get(key, 0.0), err)
     terminalreporter.section("worst |ours - native| per test (float outputs; labels are asserted exact)")
     for key in sorted(worst):
