@@ -311,7 +311,7 @@ class Model:
     # --- internals -------------------------------------------------------------------
     def _method_output(self, method: str, inputs: Sequence[Any], options: dict, leaf: bool = False) -> np.ndarray:
         output = self.methods[method]
-        named, span = self._options.parse(method, [output], options, leaf=leaf)
+        named, span = self._options.parse(method, [output], options, leaf=leaf) if options else ({}, None)
         arrays = self._prepare_all(inputs, named)
         return self._to_host(output, self._program(span).run([output], arrays)[0])
 

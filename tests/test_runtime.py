@@ -264,3 +264,48 @@ def test_persistent_cache_speeds_up_a_second_process(forest, data, tmp_path):
         env=dict(env, MLEJAX_COMPILATION_CACHE="0", MLEJAX_CACHE_DIR=str(tmp_path / "off")),
     )
     assert not (tmp_path / "off").exists()
+
+
+def test_repeated_calls_reuse_the_executable(forest, data, tmp_path):
+    """The call fast path: one compile per bucket, padded and exact batches give the native results."""
+    X, _ = data
+    m = roundtrip(forest, X, tmp_path)
+    for _ in range(3):
+        for n in (1, 3, 4, 100):
+            assert_close(m.predict_proba(X[:n]), forest.predict_proba(X[:n]))
+    assert sorted(key[1][0][0] for key in m.program.compile_seconds) == [1, 4, 128]
+    out = m.predict_proba(X[:3])
+    assert out.shape == (3, 3)
+
+
+def test_small_batches_compile_serial_on_cpu(forest, data, tmp_path):
+    """Tiny batches compile without XLA's parallel task assignment (its thread hand-offs cost more than the work)."""
+    from mlejax.lowering.program import SERIAL_MAX_ROWS
+
+    X, _ = data
+    m = roundtrip(forest, X, tmp_path)
+    if m.program.device.platform != "cpu":
+        pytest.skip("CPU only")
+    assert m.program._compile_kwargs([(1, 6)]) == {"compiler_options": {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}}
+    assert m.program._compile_kwargs([(SERIAL_MAX_ROWS * 2, 6)]) == {}
+    assert_close(m.predict_proba(X[:1]), forest.predict_proba(X[:1]))
+
+
+_DISPATCH = textwrap.dedent(
+    """
+    import json
+    import mlejax
+    from jax._src import xla_bridge
+    print(json.dumps({"async": bool(xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value)}))
+    """
+)
+
+
+@pytest.mark.parametrize("env, expected", [({}, False), ({"MLEJAX_CPU_ASYNC_DISPATCH": "1"}, True),
+                                           ({"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}, True)])
+def test_cpu_dispatch_is_synchronous_unless_asked(tmp_path, env, expected):
+    """Importing mlejax turns JAX's CPU async dispatch off (before JAX's backend starts) unless told not to."""
+    base = {k: v for k, v in os.environ.items() if k not in ("MLEJAX_CPU_ASYNC_DISPATCH", "JAX_CPU_ENABLE_ASYNC_DISPATCH")}
+    out = subprocess.run([sys.executable, "-c", _DISPATCH], capture_output=True, text=True, check=True,
+                         env={**base, **env}, cwd=tmp_path)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["async"] is expected

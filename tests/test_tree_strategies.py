@@ -161,3 +161,60 @@ def test_jax_function_without_host_arrays(tmp_path):
     f = m.jax_function("predict")
     np.testing.assert_allclose(np.asarray(jax.jit(f)(X))[:, 0] if np.ndim(f(X)) == 2 else np.asarray(jax.jit(f)(X)),
                                rf.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_analyze_deep_wide_forest_is_traversal_only():
+    """Deeper than the perfect strategy allows and too many leaves for bitvector: a slim layout, traversal only."""
+    from mlejax.lowering.tree_strategies import BITVECTOR_MAX_LEAVES, PERFECT_MAX_DEPTH
+
+    depth = PERFECT_MAX_DEPTH + 1
+    # A left spine of ``depth`` inner nodes whose right children are leaves, plus a wide bottom:
+    # one perfect subtree of depth 7 (128 leaves) hangs off the spine's end.
+    left, right = [], []
+
+    def add(l, r):
+        left.append(l)
+        right.append(r)
+        return len(left) - 1
+
+    def build(d):  # returns the id of a perfect subtree of depth d
+        me = add(-1, -1)
+        if d == 0:
+            left[me], right[me] = me, me
+        else:
+            left[me], right[me] = build(d - 1), build(d - 1)
+        return me
+
+    root = add(-1, -1)
+    node = root
+    for _ in range(depth - 7 - 1):
+        leaf = build(0)
+        nxt = add(-1, -1)
+        left[node], right[node] = nxt, leaf
+        node = nxt
+    sub = build(7)
+    leaf = build(0)
+    left[node], right[node] = sub, leaf
+    host = {"left": np.array(left), "right": np.array(right), "roots": np.array([root])}
+    layout = analyze(host, depth)
+    assert layout is not None and layout.depth == depth
+    assert layout.max_leaves == 128 + (depth - 7) > BITVECTOR_MAX_LEAVES
+    assert layout.inner is None and feasible(layout) == ["traversal"]
+    assert analyze(host, depth - 1) is None  # deeper than max_depth
+
+
+@pytest.mark.parametrize("iterations", [1, 3, 40])
+def test_oblivious_matches_traversal_for_any_tree_count(tmp_path, iterations):
+    """The oblivious strategy splits the trees into at least two chunks; any count (odd, one) stays exact."""
+    catboost = pytest.importorskip("catboost")
+    X, y = _data(n=700, nan=0.05)
+    model = catboost.CatBoostClassifier(iterations=iterations, depth=4, verbose=0, random_seed=0,
+                                        allow_writing_files=False, thread_count=1).fit(X, y)
+    path = tmp_path / "m.mle"
+    mlejax.export_model(model, path)
+    obl = mlejax.load_model(path, tree_strategy="oblivious")
+    trav = mlejax.load_model(path, tree_strategy="traversal")
+    for n in (1, 100, 700):
+        np.testing.assert_allclose(obl.predict_proba(X[:n]), trav.predict_proba(X[:n]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(obl.predict_proba(X), model.predict_proba(X), rtol=1e-5, atol=1e-5)
+    assert obl.tree_strategy == "oblivious"
