@@ -148,6 +148,8 @@ class _Reader:
         stride = int(data["hash_stride"])
         flat = data["hash_map"]
         rows = [flat[i:i + stride] for i in range(0, len(flat), stride)]
+        if any(float(v) != int(v) for r in rows for v in r[1:]):
+            raise UnsupportedModelError(f"CatBoost CTR {ctr['identifier']} has non-integer counts")
         rows = sorted((int(r[0]), [int(v) for v in r[1:]]) for r in rows if int(r[0]) != _INVALID_HASH)
         hashes = np.asarray([h for h, _ in rows], np.uint64)
         if np.any(hashes[1:] == hashes[:-1]):
