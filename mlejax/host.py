@@ -192,7 +192,7 @@ class HostEncoder:
                 out[:, j] = 0.0
         if self.catboost is None:
             return out
-        ctrs = self.catboost.encode([cols[c] for c in self.catboost.cat_columns], out, names)
-        return np.concatenate([out, ctrs], axis=1) if ctrs.shape[1] else out
+        derived = self.catboost.encode([cols[c] for c in self.catboost.cat_columns], out, names)
+        return np.concatenate([out, derived], axis=1) if derived.shape[1] else out
 
 
