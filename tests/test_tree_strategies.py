@@ -218,3 +218,60 @@ def test_oblivious_matches_traversal_for_any_tree_count(tmp_path, iterations):
         np.testing.assert_allclose(obl.predict_proba(X[:n]), trav.predict_proba(X[:n]), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(obl.predict_proba(X), model.predict_proba(X), rtol=1e-5, atol=1e-5)
     assert obl.tree_strategy == "oblivious"
+
+
+def test_missing_used_detects_empty_intervals():
+    """Empty missing intervals (LightGBM writes lo=+inf, hi=-inf) are dropped: decisions are one compare."""
+    base = _layout(False)
+    assert base.missing_used is False  # none stored
+    left = np.array([1, 3, 5, 3, 4, 5, 6])
+    right = np.array([2, 4, 6, 3, 4, 5, 6])
+    for lo, hi, used in [(np.inf, -np.inf, False), (1.0, 0.5, False), (0.0, 0.0, True), (-1.0, 1.0, True)]:
+        host = {"left": left, "right": right, "roots": np.array([0]), "feature": np.zeros(7, np.int32),
+                "threshold": np.zeros(7, np.float32), "default_left": np.zeros(7, bool),
+                "missing_lo": np.full(7, np.inf, np.float32), "missing_hi": np.full(7, -np.inf, np.float32),
+                "cat_start": np.zeros(0, np.int32), "cat_len": np.zeros(0, np.int32),
+                "cat_bits": np.zeros(0, np.uint32), "cat_other_left": np.zeros(0, bool)}
+        host["missing_lo"][2], host["missing_hi"][2] = lo, hi
+        assert analyze(host, 4).missing_used is used, (lo, hi)
+
+
+@pytest.mark.parametrize("lib", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("n_trees", [1, 13])
+def test_fused_steps_match_traversal_exactly(tmp_path, monkeypatch, lib, n_trees):
+    """The fused perfect / bitvector steps (numeric forests on CPU): same bits as the traversal, any tile padding."""
+    import jax
+
+    from mlejax.lowering import tree_strategies as ts
+
+    pytest.importorskip(lib)
+    if jax.default_backend() != "cpu":
+        pytest.skip("the fused steps are CPU-only")
+    traced = []
+    for name in ("_perfect_fused", "_bitvector_fused"):
+        fn = getattr(ts, name)
+        monkeypatch.setattr(ts, name, lambda *a, _fn=fn, _name=name: traced.append(_name) or _fn(*a))
+    X, y = _data(n=700, nan=0.05)
+    if lib == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=n_trees, max_depth=7, n_jobs=1).fit(X, y)  # 2 words at level 6
+        strategies = ("perfect", "bitvector")
+    else:
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=n_trees, num_leaves=40, min_child_samples=2, verbose=-1,
+                                        n_jobs=1).fit(X, y)
+        strategies = ("bitvector", "perfect")
+    path = tmp_path / "m.mle"
+    mlejax.export_model(model, path, sample_input=X[:32])
+    trav = mlejax.load_model(path, tree_strategy="traversal")
+    for s in strategies:
+        m = mlejax.load_model(path, tree_strategy=s)
+        for n in (100, 700):
+            np.testing.assert_array_equal(m.predict_proba(X[:n]), trav.predict_proba(X[:n]), err_msg=s)
+        if m.tree_strategy == s:
+            assert f"_{s}_fused" in traced, (s, traced)
+            continue
+        assert s == "perfect"  # deeper than PERFECT_MAX_DEPTH: fell back
+    np.testing.assert_allclose(trav.predict_proba(X), model.predict_proba(X), rtol=1e-5, atol=1e-5)
