@@ -237,8 +237,7 @@ def _margin(ctx: ExportContext, forest: ForestBuilder, x: str, info: dict) -> tu
     total = forest.ensemble(ctx, x, tree_range=trees)
     leaf = forest.leaf_index(ctx, x, tree_range=trees)
     ctx.options["input_defaults"] = {BASE_MARGIN: [float(v) for v in info["base"]]}
-    # GraphBuilder names a node's outputs "<node name>:<i>".
-    ctx.options["iterations"] = iters | {"nodes": [total.rsplit(":", 1)[0], leaf.rsplit(":", 1)[0]]}
+    ctx.options["iterations"] = iters | {"nodes": [b.producer(total), b.producer(leaf)]}
     return b.op("Add", total, base_margin), leaf
 
 

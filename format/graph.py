@@ -217,6 +217,13 @@ class GraphBuilder:
         """Append a single-output node; return its output name."""
         return self.node(op, list(inputs), version=version, **attrs)[0]
 
+    def producer(self, value: str) -> str:
+        """Name of the node that outputs ``value``."""
+        for node in reversed(self._nodes):
+            if value in node.outputs:
+                return node.name
+        raise KeyError(f"no node outputs {value!r}")
+
     def set_output(self, kind: str, value: str) -> None:
         if kind not in OUTPUT_KINDS and not kind.startswith("output:"):
             raise ValueError(f"unknown output kind {kind!r}; known: {sorted(OUTPUT_KINDS)} or 'output:<name>'")

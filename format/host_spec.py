@@ -81,7 +81,7 @@ def validate_host_spec(spec: Any) -> None:
 
     need(isinstance(spec, dict) and spec.get("version") == SPEC_VERSION, "", f"a map with version {SPEC_VERSION}")
     n = spec.get("n_features")
-    need(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**31, ".n_features", "a positive int")
+    need(_is_int(n, 1, 2**31), ".n_features", "a positive int")
     names = spec.get("feature_names")
     need(names is None or (isinstance(names, list) and len(names) == n and all(isinstance(s, str) for s in names)),
          ".feature_names", f"null or a list of {n} strings")
@@ -93,7 +93,7 @@ def validate_host_spec(spec: Any) -> None:
         need(isinstance(c, dict) and c.get("kind") in ("category", "ignore", "rank"), where,
              "a map with kind 'category', 'ignore' or 'rank'")
         idx = c.get("index")
-        need(isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < n and idx not in seen, where + ".index", f"a unique column index below {n}")
+        need(_is_int(idx, 0, n) and idx not in seen, where + ".index", f"a unique column index below {n}")
         seen.add(idx)
         if c["kind"] == "category":
             cats = c.get("categories")

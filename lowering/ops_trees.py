@@ -236,6 +236,12 @@ _LEAF_V1 = ("feature", "threshold", "left", "right", "default_left", "roots")
 _LEAF_V2 = _LEAF_V1 + _DECISION[5:] + ("leaf_ids",)
 
 
+def roots_input(node: Node) -> str | None:
+    """The value a ``TreeEnsemble`` / ``TreeLeafIndex`` node reads its ``roots`` (one per tree) from."""
+    at = 1 + (_V1 if node.op == "TreeEnsemble" else _LEAF_V1).index("roots")  # the same in every version
+    return node.inputs[at] if len(node.inputs) > at else None
+
+
 @register_rule("TreeLeafIndex")
 def _tree_leaf_index(node: Node, x, *inputs):
     """Version 1: leaf index per (row, tree) relative to the tree's root, ``[B, n_trees]`` int32."""

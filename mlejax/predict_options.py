@@ -28,6 +28,7 @@ from .format.errors import InputError, MLEFormatError
 from .format.graph import Graph
 from .format.predict_options import validate_input_defaults, validate_iterations
 from .lowering import Program
+from .lowering.ops_trees import roots_input
 
 __all__ = ["PredictOptions", "SharedProgram", "ITERATION_RANGE"]
 
@@ -58,8 +59,7 @@ class PredictOptions:
             n_trees = self.iterations["indptr"][-1]
             for node in graph.nodes:
                 if node.name in self.iterations["nodes"]:
-                    at = 7 if node.op == "TreeEnsemble" else 6  # the ``roots`` input
-                    roots = tensors.get(node.inputs[at]) if len(node.inputs) > at else None
+                    roots = tensors.get(roots_input(node) or "")
                     if roots is None or roots.shape != (n_trees,):
                         raise MLEFormatError(
                             f"metadata.iterations: node {node.name!r} does not have indptr[-1] = {n_trees} trees"
