@@ -2,7 +2,11 @@
 
 Linear projections centre first and then project, ``(x - mean_) @ W``
 (whitening folded into ``W`` in float64), which is scikit-learn's
-``x @ W - mean_ @ W`` rearranged to avoid float32 cancellation.
+``x @ W - mean_ @ W`` rearranged to avoid float32 cancellation. A whitened
+component whose variance is below machine epsilon is divided by ``eps``, as in
+scikit-learn; its output is rounding noise amplified ~1e15 times, so it matches
+scikit-learn only within the float32 conditioning bound
+``(n + 2) · u32 · (|x - mean_| @ |W|ᵀ)`` (see the PCA tests), not within 1e-5.
 ``PCA.score_samples`` is the probabilistic-PCA log-likelihood with the
 precision matrix factored as ``L Lᵀ`` at export.
 
