@@ -8,7 +8,7 @@ types, no pickle, no objects.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import msgpack
 
@@ -24,30 +24,47 @@ _INT_MAX = 2**64 - 1
 
 
 def _check_plain(value: Any, what: str) -> None:
-    """Raise TypeError/ValueError naming the key path of the first non-plain value."""
-    stack: list[tuple[Any, str, int]] = [(value, what, 0)]
+    """Raise TypeError/ValueError naming the key path of the first non-plain value.
+
+    One pass with an explicit stack of child iterators: memory grows with the
+    nesting depth only, and the path is built only for the error message.
+    """
+    # stack entries: (iterator over (key, child) pairs, is_dict, link); link = (parent link, key, is_dict)
+    stack: list[tuple[Iterator[tuple[Any, Any]], bool, Any]] = [(iter(((None, value),)), False, None)]
     while stack:
-        obj, path, depth = stack.pop()
-        if obj is None or isinstance(obj, (bool, float, str, bytes)):
-            continue
-        if isinstance(obj, int):
-            if not _INT_MIN <= obj <= _INT_MAX:
-                raise ValueError(f"{path}: int {obj} is outside the 64-bit range msgpack can store")
-            continue
-        if isinstance(obj, (list, tuple, dict)) and depth >= MAX_DEPTH:
-            raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(obj, (list, tuple)):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(obj))
-        elif isinstance(obj, dict):
-            for k, v in obj.items():
-                if not isinstance(k, str):
-                    raise TypeError(f"{path}: dict key {k!r} is {type(k).__name__}, expected str")
-                stack.append((v, f"{path}[{k!r}]", depth + 1))
-        else:
+        items, is_dict, link = stack[-1]
+        for key, obj in items:
+            if is_dict and not isinstance(key, str):
+                raise TypeError(f"{_path(what, link)}: dict key {key!r:.80} is {type(key).__name__}, expected str")
+            if obj is None or isinstance(obj, (bool, float, str, bytes)):
+                continue
+            if isinstance(obj, int):
+                if not _INT_MIN <= obj <= _INT_MAX:
+                    raise ValueError(f"{_path(what, (link, key, is_dict))}: int {obj} is outside the 64-bit range msgpack can store")
+                continue
+            here = (link, key, is_dict)
+            if isinstance(obj, (list, tuple, dict)):
+                if len(stack) > MAX_DEPTH:
+                    raise ValueError(f"{_path(what, here)}: nested deeper than {MAX_DEPTH} levels")
+                child = iter(obj.items()) if isinstance(obj, dict) else enumerate(obj)
+                stack.append((child, isinstance(obj, dict), here))
+                break
             raise TypeError(
-                f"{path}: {type(obj).__module__}.{type(obj).__qualname__} is not plain data "
+                f"{_path(what, here)}: {type(obj).__module__}.{type(obj).__qualname__} is not plain data "
                 "(allowed: None, bool, int, float, str, bytes, list, tuple, dict with str keys)"
             )
+        else:
+            stack.pop()
+
+
+def _path(what: str, link: Any) -> str:
+    """``what[k1][k2]...`` for a link chain of :func:`_check_plain` (long keys shortened)."""
+    parts: list[str] = []
+    while link is not None:
+        link, key, is_dict = link
+        if key is not None:  # None: the root
+            parts.append(f"[{key!r:.60}]" if is_dict else f"[{key}]")
+    return what + "".join(reversed(parts))
 
 
 def pack_plain(value: Any, what: str) -> bytes:

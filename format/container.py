@@ -519,6 +519,11 @@ def _decompress(stored: np.ndarray, raw_length: int, where: str) -> np.ndarray:
             raise MLEFormatError(f"{where}: decompresses to more than the {raw_length} bytes the section table says")
     except zstandard.ZstdError as e:
         raise MLEFormatError(f"{where}: corrupt zstd data ({e})") from None
+    except MemoryError:
+        raise MLEFormatError(
+            f"{where}: cannot allocate the {raw_length} bytes the section table declares; "
+            "lower max_decompressed_bytes to refuse such files up front"
+        ) from None
     out.flags.writeable = False
     return out
 

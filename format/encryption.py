@@ -59,11 +59,17 @@ def encrypted_length(plain: int, chunk_size: int) -> int:
 
 
 def _check_scrypt(n: Any, r: Any, p: Any) -> None:
+    """ValueError unless scrypt(n, r, p) can run within :data:`MAX_SCRYPT_MEMORY`.
+
+    As OpenSSL (which derives the key) requires: ``n`` a power of two with
+    ``2 <= n < 2**(16*r)``; its memory is ``128*r*(n + p)`` bytes and its work
+    ``128*n*r*p``, both bounded by ``128*n*r*p <= MAX_SCRYPT_MEMORY``.
+    """
     ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (n, r, p))
-    if not ok or n < 2 or n & (n - 1) or 128 * n * r * p > MAX_SCRYPT_MEMORY:
+    if not ok or n < 2 or n & (n - 1) or 128 * n * r * p > MAX_SCRYPT_MEMORY or n.bit_length() > 16 * r:
         raise ValueError(
-            f"scrypt parameters n={n!r}, r={r!r}, p={p!r} are invalid: n must be a power of two >= 2 and "
-            f"128*n*r*p at most {MAX_SCRYPT_MEMORY} bytes"
+            f"scrypt parameters n={n!r}, r={r!r}, p={p!r} are invalid: n must be a power of two with "
+            f"2 <= n < 2**(16*r), and 128*n*r*p at most {MAX_SCRYPT_MEMORY} bytes"
         )
 
 
