@@ -119,23 +119,30 @@ def check_policy(
         raise MLESecurityError(f"the model's access policy is malformed ({keys}); known keys: {list(POLICY_KEYS)}")
     try:
         normalized = make_policy(**policy)
-        now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-        if "not_before" in normalized and now < _to_time(normalized["not_before"], "not_before"):
-            raise MLESecurityError(f"the model's policy forbids use before {normalized['not_before']} (now {now.isoformat()})")
-        if "expires" in normalized and now >= _to_time(normalized["expires"], "expires"):
-            raise MLESecurityError(f"the model expired at {normalized['expires']} (now {now.isoformat()}); get a current model")
-        if "allowed_hosts" in normalized:
-            host = (hostname if hostname is not None else socket.gethostname()).lower()
-            if not any(fnmatch.fnmatchcase(host, p.lower()) for p in normalized["allowed_hosts"]):
-                raise MLESecurityError(f"the model's policy does not allow host {host!r} (allowed: {normalized['allowed_hosts']})")
-        running = _to_version(runtime_version, "runtime version")
-        low, high = normalized.get("min_runtime_version"), normalized.get("max_runtime_version")
-        if (low and running < _to_version(low, "min")) or (high and running > _to_version(high, "max")):
-            raise MLESecurityError(
-                f"the model's policy requires mlejax {low or 'any'} to {high or 'any'}, this is {runtime_version}"
-            )
     except (TypeError, ValueError, OverflowError, OSError) as e:
         raise MLESecurityError(f"the model's access policy is malformed: {e}") from None
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    if "not_before" in normalized and now < _to_time(normalized["not_before"], "not_before"):
+        raise MLESecurityError(
+            f"the model's policy forbids use before {normalized['not_before']} (now {now.isoformat()}); "
+            "wait until then or get a model meant for now"
+        )
+    if "expires" in normalized and now >= _to_time(normalized["expires"], "expires"):
+        raise MLESecurityError(f"the model expired at {normalized['expires']} (now {now.isoformat()}); get a current model")
+    if "allowed_hosts" in normalized:
+        host = (hostname if hostname is not None else socket.gethostname()).lower()
+        if not any(fnmatch.fnmatchcase(host, p.lower()) for p in normalized["allowed_hosts"]):
+            raise MLESecurityError(
+                f"the model's policy does not allow host {host!r} (allowed: {normalized['allowed_hosts']}); "
+                "run it on an allowed host"
+            )
+    running = _to_version(runtime_version, "runtime version")
+    low, high = normalized.get("min_runtime_version"), normalized.get("max_runtime_version")
+    if (low and running < _to_version(low, "min")) or (high and running > _to_version(high, "max")):
+        raise MLESecurityError(
+            f"the model's policy requires mlejax {low or 'any'} to {high or 'any'}, this is {runtime_version}; "
+            "install a version in that range"
+        )
 
 
 @dataclass(frozen=True)

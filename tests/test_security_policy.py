@@ -61,9 +61,12 @@ def _export(linear, path, policy):
     ],
 )
 def test_policy_refuses(linear, tmp_path, policy, match):
+    """Each refusal says what failed and what to do (never "malformed" for a well-formed policy)."""
     path = _export(linear, tmp_path / "m.mle", policy)
-    with pytest.raises(MLESecurityError, match=match):
+    with pytest.raises(MLESecurityError, match=match) as e:
         mle.load_model(path)
+    assert "malformed" not in str(e.value)
+    assert any(what in str(e.value) for what in ("get a", "wait until", "run it on an allowed host", "install a version"))
 
 
 def test_policy_allows(linear, tmp_path):
@@ -90,6 +93,18 @@ def test_check_policy_directly():
         check_policy(policy, now=dt.datetime(2031, 1, 1, tzinfo=UTC), **ok)
     with pytest.raises(MLESecurityError, match="host 'b.example.com'"):
         check_policy(policy, now=dt.datetime(2030, 6, 1, tzinfo=UTC), runtime_version="0.1.0", hostname="b.example.com")
+    messages = {
+        "forbids use before 2029-12-31T23:00:00+00:00 (now 2029-12-31T22:59:00+00:00)": dict(now=dt.datetime(2029, 12, 31, 22, 59, tzinfo=UTC), **ok),
+        "expired at 2031-01-01T00:00:00+00:00 (now 2031-01-01T00:00:00+00:00)": dict(now=dt.datetime(2031, 1, 1, tzinfo=UTC), **ok),
+        "does not allow host 'b.example.com' (allowed: ['a.example.com'])": dict(now=dt.datetime(2030, 6, 1, tzinfo=UTC), runtime_version="0.1.0", hostname="b.example.com"),
+    }
+    for expected, kw in messages.items():
+        with pytest.raises(MLESecurityError) as e:
+            check_policy(policy, **kw)
+        assert expected in str(e.value) and "malformed" not in str(e.value)
+    with pytest.raises(MLESecurityError, match=r"requires mlejax 0\.2 to 0\.3, this is 0\.1\.0; install a version in that range") as e:
+        check_policy({"min_runtime_version": "0.2", "max_runtime_version": "0.3"}, runtime_version="0.1.0")
+    assert "malformed" not in str(e.value)
     with pytest.raises(ValueError, match="no time zone"):
         make_policy(expires=dt.datetime(2030, 1, 1))
     with pytest.raises(TypeError, match="list of hostname patterns"):
