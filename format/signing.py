@@ -3,14 +3,18 @@
 The signature section is the last section of a signed file and holds
 :data:`SIGNATURE_SIZE` bytes::
 
-    u32 algorithm (1)   u32 reserved (0)   32 bytes signer public key   64 bytes signature
+    u32 algorithm (2)   u32 reserved (0)   32 bytes signer public key   64 bytes signature
 
-The signature is Ed25519 (RFC 8032) over ``SIGNED_CONTEXT + SHA-512(file[0:offset])``
-where ``offset`` is where the signature section starts: the header, the
-section table (which lists the signature section itself), every other section
-and all padding are signed, so nothing can be changed, swapped, reordered or
-appended. The embedded public key only names the signer; verification always
-uses the keys the caller trusts.
+The signature is Ed25519 (RFC 8032) over
+``SIGNED_CONTEXT + section[0:40] + SHA-512(file[0:offset])`` where ``offset``
+is where the signature section starts and ``section[0:40]`` is the algorithm,
+reserved and signer fields: every byte of the file but the 64 signature bytes
+is signed (header, section table, every other section, all padding and the
+signer field), so nothing can be changed, swapped, reordered or appended.
+Algorithm 1 (written by earlier releases) signs ``SIGNED_CONTEXT_V1 + SHA-512(file[0:offset])``
+only, leaving the signer field unsigned; such files still verify. The
+embedded public key only names the signer; verification always uses the keys
+the caller trusts.
 
 Keys are accepted as ``cryptography`` key objects, raw 32-byte strings, PEM
 (bytes or str), or the path of a file holding either.
@@ -44,10 +48,16 @@ __all__ = [
 
 #: Size of the signature section's content.
 SIGNATURE_SIZE = 104
-ALGORITHM_ED25519_SHA512 = 1
-#: Domain separation: prefixed to the file digest before signing.
-SIGNED_CONTEXT = b"mlejax .mle signature v1\x00"
+#: Algorithm 2: Ed25519 over the section's first 40 bytes and the SHA-512 of the file before it (written).
+ALGORITHM_ED25519_SHA512 = 2
+#: Algorithm 1: Ed25519 over the SHA-512 of the file before the section; the signer field is unsigned (read only).
+ALGORITHM_ED25519_SHA512_V1 = 1
+#: Domain separation: prefixed to the signed message (one per algorithm).
+SIGNED_CONTEXT = b"mlejax .mle signature v2\x00"
+SIGNED_CONTEXT_V1 = b"mlejax .mle signature v1\x00"
 _PAYLOAD = struct.Struct("<II32s64s")
+#: The signed fields of the section: algorithm, reserved, signer.
+_SIGNED_FIELDS = 40
 _HASH_CHUNK = 64 << 20
 assert _PAYLOAD.size == SIGNATURE_SIZE
 
@@ -118,17 +128,20 @@ def fingerprint(key: Any) -> str:
     return hashlib.sha256(public_bytes(load_public_key(key))).hexdigest()[:32]
 
 
-def _message(signed: np.ndarray) -> bytes:
+def _message(signed: np.ndarray, head: bytes) -> bytes:
+    """The message signed under the algorithm in ``head`` (the section's first 40 bytes)."""
     h = hashlib.sha512()
     for i in range(0, len(signed), _HASH_CHUNK):
         h.update(memoryview(signed[i : i + _HASH_CHUNK]))
-    return SIGNED_CONTEXT + h.digest()
+    if int.from_bytes(head[:4], "little") == ALGORITHM_ED25519_SHA512_V1:
+        return SIGNED_CONTEXT_V1 + h.digest()
+    return SIGNED_CONTEXT + head + h.digest()
 
 
 def signature_payload(signed: np.ndarray, private_key: Ed25519PrivateKey) -> bytes:
     """The signature section content for a file whose bytes before the section are ``signed``."""
-    signature = private_key.sign(_message(signed))
-    return _PAYLOAD.pack(ALGORITHM_ED25519_SHA512, 0, public_bytes(private_key.public_key()), signature)
+    head = _PAYLOAD.pack(ALGORITHM_ED25519_SHA512, 0, public_bytes(private_key.public_key()), bytes(64))[:_SIGNED_FIELDS]
+    return head + private_key.sign(_message(signed, head))
 
 
 def check_signature_layout(payload: np.ndarray) -> tuple[bytes, bytes]:
@@ -136,8 +149,11 @@ def check_signature_layout(payload: np.ndarray) -> tuple[bytes, bytes]:
     if len(payload) != SIGNATURE_SIZE:
         raise MLEFormatError(f"signature section: {len(payload)} bytes, expected {SIGNATURE_SIZE}")
     algorithm, reserved, signer, signature = _PAYLOAD.unpack(payload.tobytes())
-    if algorithm != ALGORITHM_ED25519_SHA512:
-        raise MLEFormatError(f"signature section: algorithm {algorithm} is unknown; this mlejax knows 1 (Ed25519)")
+    if algorithm not in (ALGORITHM_ED25519_SHA512, ALGORITHM_ED25519_SHA512_V1):
+        raise MLEFormatError(
+            f"signature section: algorithm {algorithm} is unknown; this mlejax knows 2 (Ed25519, signer signed) "
+            "and 1 (Ed25519, older files); upgrade mlejax"
+        )
     if reserved:
         raise MLEFormatError("signature section: reserved bytes 4..7 must be zero")
     return signer, signature
@@ -148,9 +164,10 @@ def verify_signature(buf: np.ndarray, offset: int, public_keys: Iterable[Ed25519
 
     Returns the raw public key that verified; raises :class:`MLESecurityError` otherwise.
     """
-    signer, signature = check_signature_layout(buf[offset : offset + SIGNATURE_SIZE])
+    payload = buf[offset : offset + SIGNATURE_SIZE]
+    signer, signature = check_signature_layout(payload)
     keys = list(public_keys)
-    message = _message(buf[:offset])
+    message = _message(buf[:offset], payload[:_SIGNED_FIELDS].tobytes())
     for key in keys:
         try:
             key.verify(signature, message)

@@ -13,6 +13,7 @@ import mlejax as mle
 from mlejax import MLESecurityError, SecurityUtils
 from mlejax.cli_security import keygen_main, sign_main, verify_main
 from mlejax.format import read_mle
+from mlejax.format.signing import load_private_key
 
 from mle_bytes import ENTRY, SIGNATURE, build, fix_checksums, flags_of, sections_of
 
@@ -39,6 +40,12 @@ def files(tmp_path_factory, data, keys):
     mle.export_model(model, d / "signed.mle", compression="zstd")
     SecurityUtils.sign_model(d / "signed.mle", keys[1])
     return d
+
+
+def sections_of_offsets(raw: bytes) -> list[int]:
+    """The offset of each section, in table order."""
+    count = int.from_bytes(raw[16:20], "little")
+    return [ENTRY.unpack_from(raw, 64 + 32 * i)[3] for i in range(count)]
 
 
 def _load(raw_or_path, tmp_path, public_key, **kw):
@@ -165,6 +172,46 @@ def test_resign_replaces_signature_and_upgrades_v1(files, keys, tmp_path):
     with pytest.raises(MLESecurityError):
         _load(path, tmp_path, first_public)
     _load(path, tmp_path, [first_public, keys[0]])  # any of several trusted keys
+
+
+def test_signer_field_is_signed(files, keys, tmp_path):
+    """Rewriting the 32 signer bytes (or downgrading the algorithm to 1) breaks the signature."""
+    public, _ = keys
+    raw = (files / "signed.mle").read_bytes()
+    at = sections_of_offsets(raw)[-1]
+    assert int.from_bytes(raw[at : at + 4], "little") == 2
+    other, _ = SecurityUtils.generate_keypair()
+    for forged_signer in (bytes(32), other, bytes(b ^ 1 for b in raw[at + 8 : at + 40])):
+        forged = bytearray(raw)
+        forged[at + 8 : at + 40] = forged_signer
+        with pytest.raises(MLESecurityError, match="modified after it was signed|not a trusted key"):
+            _load(forged, tmp_path, public)
+        (tmp_path / "forged.mle").write_bytes(forged)
+        with pytest.raises(MLESecurityError):
+            SecurityUtils.verify_model(tmp_path / "forged.mle", public)
+    downgraded = bytearray(raw)
+    downgraded[at : at + 4] = (1).to_bytes(4, "little")
+    with pytest.raises(MLESecurityError, match="modified after it was signed"):
+        _load(downgraded, tmp_path, public)
+
+
+def test_algorithm_1_files_still_verify(files, data, keys, tmp_path):
+    """Files signed before the signer field was covered (algorithm 1) verify; their signer field is not signed."""
+    import hashlib
+
+    X, model = data
+    public, private = keys
+    raw = (files / "signed.mle").read_bytes()
+    at = sections_of_offsets(raw)[-1]
+    legacy = bytearray(raw)
+    message = b"mlejax .mle signature v1\x00" + hashlib.sha512(raw[:at]).digest()
+    legacy[at : at + 104] = (1).to_bytes(4, "little") + bytes(4) + public + load_private_key(private).sign(message)
+    np.testing.assert_array_equal(_load(legacy, tmp_path, public).predict(X), model.predict(X))
+    legacy[at + 8 : at + 40] = bytes(32)  # the legacy signer field only names a key
+    _load(legacy, tmp_path, public)
+    legacy[at + 40] ^= 1
+    with pytest.raises(MLESecurityError):
+        _load(legacy, tmp_path, public)
 
 
 def test_key_formats(files, keys, tmp_path):
