@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from typing import Any
 
 from .format import read_mle
 from .format.graph import Graph
+from .format.signing import fingerprint
 from .lowering import registered_ops
 
 __all__ = ["inspect_model"]
 
 
-def inspect_model(path: str | os.PathLike, *, key: bytes | None = None, password: str | None = None) -> dict:
+def inspect_model(
+    path: str | os.PathLike, *, key: bytes | None = None, password: str | None = None, public_key: Any = None
+) -> dict:
     """Metadata, inputs, outputs, op counts, tensor sizes and recommendations of a ``.mle`` file.
 
-    An encrypted file needs its ``key`` or ``password``.
+    An encrypted file needs its ``key`` or ``password``. ``signature`` is
+    ``"unsigned"``, ``"signed (not verified)"``, or, when ``public_key`` (one
+    or a list, as for ``load_model``) is given and the signature verifies,
+    ``"signed (verified)"`` with the key's fingerprint in ``signer``. A bad
+    signature under ``public_key`` raises :class:`~mlejax.MLESecurityError`.
     """
-    with read_mle(os.fspath(path), key=key, password=password) as f:
+    with read_mle(os.fspath(path), key=key, password=password, public_key=public_key) as f:
         graph = Graph.from_dict(f.graph, set(f.tensors))
         tensors = [
             {"name": name, "dtype": str(a.dtype), "shape": list(a.shape), "nbytes": int(a.nbytes)}
@@ -29,7 +37,8 @@ def inspect_model(path: str | os.PathLike, *, key: bytes | None = None, password
         ]
         info = {
             "path": os.fspath(path),
-            "signed": f.signed,
+            "signature": "signed (verified)" if f.signer else "signed (not verified)" if f.signed else "unsigned",
+            "signer": fingerprint(f.signer) if f.signer else None,
             "encrypted": f.encrypted,
             "file_size_bytes": f.file_size,
             "format_version": f.format_version,
@@ -54,7 +63,7 @@ def _recommend(info: dict) -> list[str]:
     compressed = any(s["compressed"] for s in info["sections"])
     if not compressed and info["tensor_bytes"] > 1 << 20:
         recs.append("re-export with compression='zstd' for a smaller file (loading then copies instead of mapping)")
-    if not info["signed"]:
+    if info["signature"] == "unsigned":
         recs.append("unsigned: sign it with mle-sign so loaders can verify where it came from")
     if "TreeEnsemble" in info["ops"]:
         recs.append("pass warmup=[batch sizes] to load_model to compile ahead of the first call")

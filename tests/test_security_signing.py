@@ -214,6 +214,20 @@ def test_algorithm_1_files_still_verify(files, data, keys, tmp_path):
         _load(legacy, tmp_path, public)
 
 
+def test_inspect_reports_verification(files, keys):
+    """inspect_model says "signed (verified)" only after checking the signature against a trusted key."""
+    public, _ = keys
+    assert mle.inspect_model(files / "plain.mle")["signature"] == "unsigned"
+    info = mle.inspect_model(files / "signed.mle")
+    assert info["signature"] == "signed (not verified)" and info["signer"] is None and "signed" not in info
+    info = mle.inspect_model(files / "signed.mle", public_key=public)
+    assert info["signature"] == "signed (verified)" and info["signer"] == SecurityUtils.fingerprint(public)
+    with pytest.raises(MLESecurityError, match="not a trusted key"):
+        mle.inspect_model(files / "signed.mle", public_key=SecurityUtils.generate_keypair()[0])
+    with pytest.raises(MLESecurityError, match="not signed"):
+        mle.inspect_model(files / "plain.mle", public_key=public)
+
+
 def test_key_formats(files, keys, tmp_path):
     public, private = keys
     SecurityUtils.save_private_key(private, tmp_path / "k.pem")
