@@ -152,7 +152,10 @@ class Model:
     # --- description -----------------------------------------------------------------
     @property
     def source_estimator(self) -> str:
-        return str(self.metadata.get("source", {}).get("estimator", "an unknown model"))
+        """The source model's type as recorded at export (``metadata.source.estimator``), or "an unknown model"."""
+        source = self.metadata.get("source")
+        estimator = source.get("estimator") if isinstance(source, dict) else None
+        return "an unknown model" if estimator is None else str(estimator)
 
     @property
     def outputs(self) -> list[str]:

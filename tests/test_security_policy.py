@@ -143,6 +143,28 @@ def test_policy_is_protected_only_by_the_signature(linear, tmp_path):
         mle.load_model(path, public_key=public)
 
 
+@pytest.mark.parametrize("source", ["sklearn.Thing", ["a", "b"], 7, None, {"estimator": None}, {"version": 1}])
+def test_odd_metadata_source_still_describes_the_model(linear, tmp_path, source):
+    """A crafted file whose metadata.source is not a map (or has no estimator) loads, reprs and names methods."""
+    import msgpack
+
+    X, model = linear
+    path = tmp_path / "m.mle"
+    mle.export_model(model, path)
+    secs = sections_of(path.read_bytes())
+    meta = next(s for s in secs if s[0] == META)
+    edited = msgpack.unpackb(meta[2])
+    edited["source"] = source
+    meta[2] = msgpack.packb(edited, use_bin_type=True)
+    meta[3] = len(meta[2])
+    path.write_bytes(build(secs))
+    m = mle.load_model(path)
+    assert repr(m).startswith("<mlejax.Model of an unknown model: methods ['predict']")
+    with pytest.raises(AttributeError, match="exported from an unknown model.*has no predict_proba"):
+        m.predict_proba(X)
+    np.testing.assert_allclose(m.predict(X), model.predict(X), rtol=1e-5, atol=1e-5)
+
+
 def test_callable_in_metadata_never_runs(linear, tmp_path, monkeypatch):
     """A file naming Python callables (as pickle's __reduce__ would) is plain data to mlejax."""
     X, model = linear
