@@ -15,6 +15,7 @@ from .exporters import register_converter, supported_models
 from .format.errors import InputError, MLEError, MLEFormatError, MLESecurityError, UnsupportedModelError
 from .inspect import inspect_model
 from .model import Model, load_model
+from .model_cache import ModelCache
 from .security import SecurityUtils
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ExportReport",
     "load_model",
     "Model",
+    "ModelCache",
     "inspect_model",
     "supported_models",
     "register_converter",
@@ -33,4 +35,16 @@ __all__ = [
     "MLESecurityError",
     "UnsupportedModelError",
     "InputError",
+    "score",
 ]
+
+
+def __getattr__(name: str):
+    # Batch scoring needs pyarrow and tqdm: imported on first use of ``mlejax.score``, not with mlejax.
+    if name == "score":
+        try:
+            from .batch import score
+        except ImportError as exc:
+            raise ImportError(f"mlejax.score needs pyarrow and tqdm ({exc}); pip install 'mlejax[batch]'") from exc
+        return score
+    raise AttributeError(f"module 'mlejax' has no attribute {name!r}")
