@@ -18,6 +18,7 @@ from .format import read_mle, write_mle
 from .format.errors import InputError, UnsupportedModelError
 from .format.graph import GraphBuilder
 from .format.policy import make_policy
+from .lineage import capture as capture_lineage
 from .model import METHOD_OUTPUTS, Model
 from .security import encryption_for
 
@@ -50,6 +51,7 @@ def export_model(
     password: str | None = None,
     policy: Mapping[str, Any] | None = None,
     exact_float64: bool = False,
+    parent: Any = None,
 ) -> ExportReport:
     """Export a trained ``model`` to the ``.mle`` file at ``path``.
 
@@ -63,7 +65,7 @@ def export_model(
       input_shape: the input shape (with the batch dimension) when the model
         does not record its number of features.
       training_data: only for estimators whose ``predict`` needs points they do
-        not keep.
+        not keep. When given, its fingerprint is recorded in the lineage.
       compression: ``None`` (zero-copy loading) or ``"zstd"``.
       metadata: user metadata (plain data) stored in the file.
       quantize: ``None``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (per-channel
@@ -79,6 +81,10 @@ def export_model(
         exactly as they do for float64 inputs (the host ranks each numeric
         value among the model's float64 thresholds). Without it inputs are rounded to float32 first,
         which is exact for float32 inputs.
+      parent: the model this one derives from (a registry ``ModelVersion``,
+        ``registry://`` URI or ``.mle`` path), recorded in the lineage.
+        ``metadata["lineage"]`` also records hyper-parameters and the git
+        commit (see :mod:`mlejax.lineage`).
 
     Returns:
       An :class:`ExportReport` with ``export_time_ms``, ``file_size_bytes``,
@@ -126,6 +132,7 @@ def export_model(
         "methods": methods,
         "classes": _encode_classes(ctx.classes),
         "user": dict(metadata or {}),
+        "lineage": capture_lineage(model, training_data=training_data, parent=parent),
     }
     for key in ("host_encoding", "input_defaults", "iterations"):  # what the runtime interprets (format/)
         if ctx.options.get(key) is not None:

@@ -38,6 +38,7 @@ def load_model(
     path: str | os.PathLike,
     device: Any = None,
     *,
+    cache: Any = None,
     batch_buckets: str | Sequence[int] | None = "pow2",
     max_tile: int = DEFAULT_MAX_TILE,
     warmup: Sequence[int] | None = None,
@@ -59,6 +60,11 @@ def load_model(
     Args:
       path: the ``.mle`` file.
       device: ``"cpu"``, ``"gpu"``, a ``jax.Device`` or ``None`` (JAX's default).
+      cache: ``True`` (the process-wide :func:`mlejax.model_cache.default_cache`) or a
+        :class:`mlejax.ModelCache`: reuse the model already loaded from the same
+        content with the same options (see :mod:`mlejax.model_cache`). ``path``
+        may also be ``registry://NAME@ALIAS`` or ``registry://NAME:VERSION`` (the
+        default :class:`mlejax.registry.ModelRegistry`; the blob's sha256 is checked).
       batch_buckets: ``"pow2"`` pads batches to powers of two so a new batch
         size rarely recompiles; a list of sizes; or ``None`` for exact shapes.
       max_tile: batches above this many rows are run in tiles of this size.
@@ -77,6 +83,11 @@ def load_model(
         ``gemm`` (used where the forest allows it, else the heuristic's pick).
         All give the same results. See :mod:`mlejax.lowering.tree_strategies`.
     """
+    if cache not in (None, False) or str(path).startswith("registry://"):
+        options = {k: v for k, v in locals().items() if k not in ("path", "cache")}  # the arguments above
+        from .model_cache import load_via
+
+        return load_via(path, cache, **options)
     from . import __version__
 
     keys = signature_keys(verify_signature, public_key)
