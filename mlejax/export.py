@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .compression import quantization_error, quantize_graph
+from .exporters._input_checks import input_checks
 from .exporters.registry import ExportContext, find_converter, load_model_file, model_key
 from .format import read_mle, write_mle
 from .format.errors import InputError, UnsupportedModelError
@@ -98,6 +99,7 @@ def export_model(
     converter = find_converter(model)
     builder = GraphBuilder()
     build_inputs = getattr(converter, "build_inputs", None)
+    n_features = None
     if build_inputs is not None:  # networks: N-d and several inputs
         x = build_inputs(model, sample_input, input_shape, builder)
     else:
@@ -133,6 +135,7 @@ def export_model(
         "classes": _encode_classes(ctx.classes),
         "user": dict(metadata or {}),
         "lineage": capture_lineage(model, training_data=training_data, parent=parent),
+        "input_checks": input_checks(model, n_features),
     }
     for key in ("host_encoding", "input_defaults", "iterations"):  # what the runtime interprets (format/)
         if ctx.options.get(key) is not None:

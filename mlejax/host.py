@@ -36,17 +36,26 @@ from .format.errors import InputError, MLEFormatError
 from .format.host_spec import validate_host_spec
 from .host_catboost import CatBoostFeatures
 
-__all__ = ["HostEncoder"]
+__all__ = ["HostEncoder", "InputChecks"]
 
 _UNKNOWN_CODE = -1.0
 
 
-def _nan_like(v: Any) -> bool:
-    """A float NaN (Python or numpy) or pandas' ``NA`` (scikit-learn reads both as NaN)."""
-    return (isinstance(v, (float, np.floating)) and math.isnan(v)) or type(v).__name__ == "NAType"
+_TEXT, _NONE, _NAN, _OTHER = range(4)
 
 
-_NAN_LIKE = np.frompyfunc(_nan_like, 1, 1)
+def _value_kind(v: Any) -> int:
+    """A string, ``None``, a NaN (float NaN or pandas' ``NA``, which scikit-learn reads as NaN), or anything else."""
+    if isinstance(v, str):
+        return _TEXT
+    if v is None:
+        return _NONE
+    if (isinstance(v, (float, np.floating)) and math.isnan(v)) or type(v).__name__ == "NAType":
+        return _NAN
+    return _OTHER
+
+
+_VALUE_KIND = np.frompyfunc(_value_kind, 1, 1)
 
 
 class _Column:
@@ -63,20 +72,28 @@ class _Column:
         self._codes = order.astype(np.float32)
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
-        """Codes of one column of values (any dtype)."""
-        values = np.asarray(values, dtype=object)
-        is_none = np.equal(values, None)
-        is_nan = _NAN_LIKE(values).astype(bool) if values.size else is_none
-        missing = is_none | is_nan
-        text = np.where(missing, "", values).astype(str)
+        """Codes of one column of values: strings, or objects (a number there is an unknown category, as in scikit-learn).
+
+        A column of numbers (numeric dtype) raises :class:`InputError`, where scikit-learn raises ``TypeError``.
+        """
+        values = np.asarray(values)
+        if values.dtype.kind in "biufc":
+            raise InputError(
+                f"column {name!r} holds numbers ({values.dtype}), but the model was fitted on string categories "
+                f"there (e.g. {self.categories[:3]}); pass the column as strings (or objects), e.g. X[{name!r}].astype(str)"
+            )
+        values = values.astype(object)
+        kind = _VALUE_KIND(values).astype(np.int8) if values.size else np.zeros(values.shape, np.int8)
+        is_none, is_nan, is_text = kind == _NONE, kind == _NAN, kind == _TEXT
+        text = np.where(is_text, values, "").astype(str)
         if self._sorted.size:
             pos = np.minimum(np.searchsorted(self._sorted, text), self._sorted.size - 1)
-            known = (self._sorted[pos] == text) & ~missing
+            known = (self._sorted[pos] == text) & is_text
             codes = np.where(known, self._codes[pos], np.float32(_UNKNOWN_CODE)).astype(np.float32)
         else:
             known = np.zeros(values.shape, dtype=bool)
             codes = np.full(values.shape, _UNKNOWN_CODE, np.float32)
-        as_category = {"nan": is_nan, "none": is_none}.get(self.missing, np.zeros_like(missing))
+        as_category = {"nan": is_nan, "none": is_none}.get(self.missing, np.zeros_like(is_text))
         codes[as_category] = np.nan
         if self.unknown == "error":
             bad = ~known & ~as_category
@@ -196,3 +213,73 @@ class HostEncoder:
         return np.concatenate([out, derived], axis=1) if derived.shape[1] else out
 
 
+
+
+class InputChecks:
+    """The checks of raw input that the source model makes and an XLA program cannot: NaN, infinity, column names.
+
+    Built from metadata ``"input_checks"`` (written by ``mlejax.exporters._input_checks``,
+    which documents it). Files without it are not checked.
+    """
+
+    def __init__(self, spec: Any, n_features: int, names: list[str] | None, source: str) -> None:
+        if not isinstance(spec, dict) or set(spec) != {"nan", "inf", "by_name"} or not isinstance(spec["by_name"], bool):
+            raise MLEFormatError("metadata.input_checks: expected {nan: [columns], inf: [columns], by_name: bool}")
+        for key in ("nan", "inf"):
+            cols = spec[key]
+            if not isinstance(cols, list) or not all(type(c) is int and 0 <= c < n_features for c in cols) or len(set(cols)) != len(cols):
+                raise MLEFormatError(f"metadata.input_checks.{key}: expected distinct column indices below {n_features}")
+        self.nan, self.inf, self.by_name = set(spec["nan"]), set(spec["inf"]), spec["by_name"]
+        checked = sorted(self.nan | self.inf)
+        #: columns to scan (``None``: every raw column)
+        self._columns: list[int] | None = None if len(checked) == n_features else checked
+        self._n = n_features
+        self._names = names
+        self._source = source
+
+    @classmethod
+    def from_metadata(cls, meta: dict, n_features: int | None, names: Any, source: str) -> "InputChecks | None":
+        """The checks stored in ``meta`` for raw input of ``n_features`` columns, or ``None`` (older files, networks)."""
+        spec = meta.get("input_checks")
+        if spec is None or n_features is None:
+            return None
+        return cls(spec, n_features, None if names is None else [str(n) for n in names], source)
+
+    def check_columns(self, x: Any) -> None:
+        """Refuse input other than a DataFrame where the model selects columns by name (as scikit-learn does)."""
+        if self.by_name and not (hasattr(x, "columns") and hasattr(x, "iloc")):
+            raise InputError(
+                "Specifying the columns using strings is only supported for dataframes. "
+                f"{self._source} selects its input columns by name: pass a pandas DataFrame with the columns "
+                f"{(self._names or [])[:10]}{' ...' if len(self._names or []) > 10 else ''}"
+            )
+
+    def check_finite(self, X: np.ndarray) -> None:
+        """Raise :class:`InputError` naming the columns with NaN or infinity where the source model refuses them.
+
+        ``X`` is the graph input (float, raw columns first). One pass (a sum) when every value is finite.
+        """
+        if self._columns == [] or X.dtype.kind != "f":
+            return
+        part = X[:, : self._n] if self._columns is None else X[:, self._columns]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(part.sum()):
+                return
+        columns = range(self._n) if self._columns is None else self._columns
+        nan = [(j, n) for j, n in zip(columns, np.isnan(part).sum(axis=0).tolist()) if n and j in self.nan]
+        inf = [(j, n) for j, n in zip(columns, np.isinf(part).sum(axis=0).tolist()) if n and j in self.inf]
+        if nan:
+            raise InputError(
+                f"Input X contains NaN: {self._count(nan)}. {self._source} does not accept missing values encoded as NaN there; "
+                "impute them first (e.g. SimpleImputer in the pipeline), or pass check_finite=False to skip this check"
+            )
+        if inf:
+            raise InputError(
+                f"Input X contains infinity or a value too large for dtype('{X.dtype}'): {self._count(inf)}. "
+                f"{self._source} does not accept them there; replace them with finite values, or pass check_finite=False to skip this check"
+            )
+
+    def _count(self, found: list[tuple[int, int]]) -> str:
+        label = (lambda j: repr(self._names[j])) if self._names else (lambda j: f"X[:, {j}]")
+        shown = ", ".join(f"{label(j)} ({n} value{'s' if n > 1 else ''})" for j, n in found[:10])
+        return f"{len(found)} column{'s' if len(found) > 1 else ''}: {shown}{' ...' if len(found) > 10 else ''}"

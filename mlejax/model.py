@@ -15,10 +15,10 @@ from .format import read_mle
 from .format.errors import InputError, MLEFormatError
 from .format.graph import Graph, ValueInfo
 from .format.policy import check_policy, signature_keys
-from .host import HostEncoder
+from .host import HostEncoder, InputChecks
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
-from .predict_options import PredictOptions, SharedProgram
+from .predict_options import CHECK_FINITE, PredictOptions, SharedProgram
 
 __all__ = ["Model", "load_model", "METHOD_OUTPUTS"]
 
@@ -48,6 +48,7 @@ def load_model(
     password: str | None = None,
     max_decompressed_bytes: int = 4 << 30,
     tree_strategy: str = "auto",
+    check_finite: bool = True,
 ) -> "Model":
     """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
 
@@ -82,6 +83,10 @@ def load_model(
         one of ``traversal``, ``perfect``, ``bitvector``, ``oblivious``,
         ``gemm`` (used where the forest allows it, else the heuristic's pick).
         All give the same results. See :mod:`mlejax.lowering.tree_strategies`.
+      check_finite: raise :class:`InputError` on NaN or infinity in columns
+        where the source model raises on them (recorded at export); ``False``
+        skips the check (one pass over the input). Each method also takes
+        ``check_finite=`` per call.
     """
     if cache not in (None, False) or str(path).startswith("registry://"):
         options = {k: v for k, v in locals().items() if k not in ("path", "cache")}  # the arguments above
@@ -96,6 +101,7 @@ def load_model(
     )
     check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
     model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy)
+    model.check_finite = check_finite
     for n in warmup or ():
         model.warmup(n)
     return model
@@ -153,6 +159,9 @@ class Model:
             self.n_features_in_, names = self._host.n_features, self._host.feature_names or names
         if names is not None:
             self.feature_names_in_ = np.asarray(names, dtype=object)
+        self._checks = InputChecks.from_metadata(self.metadata, self.n_features_in_, names, self.source_estimator)
+        #: default of the per-call ``check_finite=`` (see :func:`load_model`)
+        self.check_finite = True
         self._options = PredictOptions(self.metadata, self.graph, mfile.tensors)
         self.program = Program(
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
@@ -246,7 +255,7 @@ class Model:
         output (``leaf_index`` too, whatever its start). Labels are mapped to ``classes_``.
         """
         named, span = self._options.parse("run", self.outputs, options)
-        arrays = self._prepare_all(inputs, named)
+        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite))
         results = self._program(span).run(self.outputs, arrays)
         return [self._to_host(name, r) for name, r in zip(self.outputs, results)]
 
@@ -326,7 +335,7 @@ class Model:
     def _method_output(self, method: str, inputs: Sequence[Any], options: dict, leaf: bool = False) -> np.ndarray:
         output = self.methods[method]
         named, span = self._options.parse(method, [output], options, leaf=leaf) if options else ({}, None)
-        arrays = self._prepare_all(inputs, named)
+        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite))
         return self._to_host(output, self._program(span).run([output], arrays)[0])
 
     def _program(self, span: tuple[int, int] | None) -> Program:
@@ -342,15 +351,22 @@ class Model:
             return self.classes_[value]
         return value
 
-    def _prepare_all(self, inputs: Sequence[Any], named: dict | None = None) -> list[np.ndarray]:
-        """Host arrays for every graph input: ``inputs`` in order, then ``named`` optional ones, then defaults."""
+    def _prepare_all(self, inputs: Sequence[Any], named: dict | None = None, check_finite: bool = True) -> list[np.ndarray]:
+        """Host arrays for every graph input: ``inputs`` in order, then ``named`` optional ones, then defaults.
+
+        ``check_finite``: refuse NaN / infinity where the source model does (files that record it).
+        """
         if not isinstance(inputs, (list, tuple)):
             raise InputError(f"run()/benchmark() take a list of inputs (one per graph input), got {type(inputs).__name__}")
         given = self._options.complete(inputs, named or {})
+        if self._checks is not None:
+            self._checks.check_columns(given[0])
         if self._host is not None:
             given = [self._host.apply(given[0]), *given[1:]]
         infos = self.graph.inputs
         arrays = [_prepare(given[0], infos[0], first=True)]
+        if check_finite and self._checks is not None:
+            self._checks.check_finite(arrays[0])
         rows = arrays[0].shape[0]
         for x, info in zip(given[1:], infos[1:]):
             arrays.append(_prepare(self._options.default(info.name, rows) if x is None else x, info))

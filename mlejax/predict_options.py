@@ -12,8 +12,10 @@ The metadata that declares them is specified (and validated) in
   ``tree_range`` attribute rewritten) and :class:`~mlejax.lowering.Program`,
   cached, which shares the stored tensors already on the device.
 
-A method accepts exactly the options its output depends on; anything else is
-a ``TypeError`` that names them.
+A method accepts exactly the options its output depends on, and
+``check_finite`` (every method but ``jax_function``: the host's NaN / infinity
+check, see :class:`mlejax.host.InputChecks`); anything else is a ``TypeError``
+that names them.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from .format.predict_options import validate_input_defaults, validate_iterations
 from .lowering import Program
 from .lowering.ops_trees import roots_input
 
-__all__ = ["PredictOptions", "SharedProgram", "ITERATION_RANGE"]
+__all__ = ["PredictOptions", "SharedProgram", "ITERATION_RANGE", "CHECK_FINITE"]
 
 ITERATION_RANGE = "iteration_range"
+#: accepted by every method: ``False`` skips the host's NaN / infinity check (:class:`mlejax.host.InputChecks`)
+CHECK_FINITE = "check_finite"
 
 
 class PredictOptions:
@@ -95,6 +99,8 @@ class PredictOptions:
               ) -> tuple[dict[str, Any], tuple[int, int] | None]:
         """(optional inputs given by keyword, tree range or ``None`` for the default); TypeError on unknown options."""
         supported = self.supported(outputs)
+        if caller != "jax_function":
+            supported.append(CHECK_FINITE)
         unknown = sorted(set(options) - set(supported))
         if unknown:
             accepts = ", ".join(supported) if supported else "no keyword arguments"

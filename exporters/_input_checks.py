@@ -1,0 +1,120 @@
+"""What the source model refuses in its raw input, recorded at export and checked on the host at predict.
+
+``export_model`` stores the result in the file's metadata under ``"input_checks"``;
+:class:`mlejax.host.InputChecks` applies it::
+
+    {"nan": [0, 2],     # raw columns where the source model raises on NaN
+     "inf": [0, 1, 2],  # raw columns where it raises on +-inf
+     "by_name": true}   # a ColumnTransformer selects these columns by name: X must be a DataFrame
+
+scikit-learn validates the input of each step: a step whose ``allow_nan`` tag
+is false raises on NaN (``Input X contains NaN``), and nearly every step
+raises on infinity, NaN-tolerant or not (``check_array``'s
+``ensure_all_finite="allow-nan"``). A NaN in a raw column is refused when it
+reaches such a step: imputers (and one-hot encoders, predictors) stop it,
+scalers pass it on. XGBoost, LightGBM and CatBoost take NaN as missing and
+infinity as a number; networks (torch, Keras, Flax) compute with both. For
+them, and for any framework not analysed here, nothing is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["input_checks"]
+
+#: scikit-learn estimators that take infinity (``ensure_all_finite=False``).
+_INF_OK = {"HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "IsolationForest"}
+#: Transformers whose output has no NaN where their input had one.
+_NAN_STOPPERS = {"SimpleImputer", "KNNImputer", "IterativeImputer", "MissingIndicator", "OneHotEncoder"}
+_BOOSTERS = {"xgboost", "lightgbm", "catboost"}
+
+
+def input_checks(model: Any, n_features: int | None) -> dict:
+    """The ``"input_checks"`` metadata of ``model`` reading ``n_features`` raw columns (module docstring).
+
+    ``n_features`` is ``None`` when the input is not one 2-D matrix (networks): nothing is refused.
+    """
+    if n_features is None or type(model).__module__.split(".")[0] != "sklearn":
+        return {"nan": [], "inf": [], "by_name": False}
+    columns = set(range(n_features))
+    flow = _Flow()
+    flow.visit(model, columns, columns, raw=True)
+    return {"nan": sorted(flow.nan), "inf": sorted(flow.inf), "by_name": flow.by_name}
+
+
+class _Flow:
+    """Follows NaN and infinity from raw columns through a scikit-learn model, noting where a step refuses them."""
+
+    def __init__(self) -> None:
+        self.nan: set[int] = set()
+        self.inf: set[int] = set()
+        self.by_name = False
+
+    def visit(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+        """Note what ``est`` refuses of the raw columns whose NaN / inf reach it; return those that reach its output.
+
+        ``raw``: ``est`` reads the raw input itself (column selections are raw column indices).
+        """
+        if est is None or est == "passthrough":
+            return nan_in, inf_in
+        if isinstance(est, str):  # "drop"
+            return set(), set()
+        name = type(est).__name__
+        if name == "Pipeline":
+            for _, step in est.steps:
+                nan_in, inf_in = self.visit(step, nan_in, inf_in, raw)
+                raw = raw and (step is None or step == "passthrough")
+            return nan_in, inf_in
+        if name == "ColumnTransformer":
+            return self._column_transformer(est, nan_in, inf_in, raw)
+        if name == "FeatureUnion":
+            outs = [self.visit(t, nan_in, inf_in, False) for _, t in est.transformer_list]
+            return set().union(*(o[0] for o in outs)), set().union(*(o[1] for o in outs))
+        return self._step(est, nan_in, inf_in)
+
+    def _column_transformer(self, ct: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+        nan_out: set[int] = set()
+        inf_out: set[int] = set()
+        for name, transformer, spec in ct.transformers_:
+            if raw:
+                self.by_name |= _names_columns(spec)
+                selected = set(ct._transformer_to_input_indices.get(name, range(ct.n_features_in_)))
+                nan, inf = self.visit(transformer, nan_in & selected, inf_in & selected, True)
+            else:
+                nan, inf = self.visit(transformer, nan_in, inf_in, False)
+            nan_out |= nan
+            inf_out |= inf
+        return nan_out, inf_out
+
+    def _step(self, est: Any, nan_in: set[int], inf_in: set[int]) -> tuple[set[int], set[int]]:
+        """One estimator that validates its own input (meta-estimators: through their ``allow_nan`` tag)."""
+        from sklearn.utils import get_tags
+
+        top = type(est).__module__.split(".")[0]
+        if top in _BOOSTERS:
+            return set(), set()
+        name = type(est).__name__
+        if not get_tags(est).input_tags.allow_nan:
+            self.nan |= nan_in
+            nan_in = set()
+        if name not in _INF_OK:
+            self.inf |= inf_in
+            inf_in = set()
+        if not hasattr(est, "transform") or name in _NAN_STOPPERS or _encodes_missing(est):
+            return set(), set()
+        return nan_in, inf_in
+
+
+def _names_columns(spec: Any) -> bool:
+    """Whether a ColumnTransformer column selection names columns (scikit-learn then needs a DataFrame)."""
+    if isinstance(spec, str):
+        return True
+    return hasattr(spec, "__iter__") and any(isinstance(c, str) for c in spec)
+
+
+def _encodes_missing(est: Any) -> bool:
+    """An OrdinalEncoder whose ``encoded_missing_value`` is a number: NaN does not come out."""
+    value = getattr(est, "encoded_missing_value", None) if type(est).__name__ == "OrdinalEncoder" else None
+    return isinstance(value, (int, float)) and not math.isnan(value)
