@@ -9,6 +9,7 @@ cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ import jax
 import numpy as np
 
 from ..format.graph import Graph
-from .cache import enable_persistent_cache
+from .cache import compile_lowered, enable_persistent_cache
 from .registry import check_supported, get_rule
 
 __all__ = ["evaluate", "Program", "bucket_for", "lowering_options"]
@@ -136,6 +137,9 @@ class Program:
       max_tile: batches above this many rows run in tiles of ``max_tile``.
       options: lowering options passed to rules (see :func:`lowering_options`),
         e.g. ``{"tree_strategy": "auto"}``; part of the executable cache key.
+        ``"persistent_cache": False`` keeps this program's executables out of
+        JAX's persistent compilation cache (no read, no write): they hold model
+        values as constants (used for encrypted models).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class Program:
         self.choices: dict[str, Any] = {}
         self._rule_cache: dict[Any, Any] = {}
         self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
+        self._digest: str | None = None
 
     @property
     def params(self) -> dict[str, jax.Array]:
@@ -203,11 +208,30 @@ class Program:
                     start = time.perf_counter()
                     specs = [jax.ShapeDtypeStruct(s, d) for s, d in zip(shapes, dtypes)]
                     param_specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
-                    lowered = jax.jit(self.function(outputs)).lower(param_specs, *specs)
-                    exe = lowered.compile(**self._compile_kwargs(shapes))
+                    fn = self.function(outputs)
+                    fn.__name__ = self._program_name(key)
+                    lowered = jax.jit(fn).lower(param_specs, *specs)
+                    exe = compile_lowered(lowered, fn.__name__, persistent=self.options.get("persistent_cache", True),
+                                          **self._compile_kwargs(shapes))
                     self.compile_seconds[key] = time.perf_counter() - start
                     self._compiled[key] = exe
         return exe
+
+    def _program_name(self, key: tuple) -> str:
+        """``mlejax_<digest>``: a digest of the graph, the stored tensors' bytes and the executable cache ``key``.
+
+        The name is the compiled module's name, part of JAX's persistent cache
+        key, and checked on what the cache returns: an entry of another model,
+        output or shape is never taken for this one.
+        """
+        if self._digest is None:
+            h = hashlib.sha256(repr(self.graph.to_dict()).encode())
+            for name in _referenced(self.graph, self._host_tensors):
+                value = np.ascontiguousarray(self._host_tensors[name])
+                h.update(repr((name, value.dtype.str, value.shape)).encode())
+                h.update(memoryview(value.reshape(-1).view(np.uint8)))
+            self._digest = h.hexdigest()
+        return "mlejax_" + hashlib.sha256(f"{self._digest}{key!r}".encode()).hexdigest()[:40]
 
     def _compile_kwargs(self, shapes: Sequence[tuple]) -> dict:
         """Extra ``Lowered.compile`` arguments: small CPU batches compile without parallel task assignment."""

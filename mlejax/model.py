@@ -165,7 +165,8 @@ class Model:
         self._options = PredictOptions(self.metadata, self.graph, mfile.tensors)
         self.program = Program(
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
-            options={"tree_strategy": tree_strategy},
+            # an encrypted model's programs hold decrypted values: never in the on-disk compilation cache
+            options={"tree_strategy": tree_strategy, "persistent_cache": not mfile.encrypted},
         )
         self._ranged: dict[tuple[int, int], Program] = {}  # one Program per iteration range asked for
 
@@ -311,6 +312,9 @@ class Model:
         Optional inputs (``base_margin``, shaped as the graph input, e.g.
         ``[batch, 1]``) may be left off the end: ``f(X)`` uses their defaults.
         ``iteration_range`` is fixed when ``f`` is made (as in :meth:`predict`).
+        Compiled, ``f`` holds the model's values; for an encrypted model, keep
+        JAX's persistent compilation cache off while compiling it (mlejax's own
+        programs of an encrypted model never use it).
         """
         name = output or self.methods.get("predict") or self.outputs[0]
         name = self.methods.get(name, name)
