@@ -18,7 +18,9 @@ are shared between the callers that get them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import os
 import threading
 from collections import OrderedDict
@@ -48,6 +50,15 @@ def _freeze(value: Any) -> Any:
 def _identity(path: str) -> tuple:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_defaults() -> dict[str, Any]:
+    """``load_model``'s keyword options and their defaults."""
+    from .model import load_model
+
+    params = inspect.signature(load_model).parameters
+    return {k: p.default for k, p in params.items() if k not in ("path", "cache")}
 
 
 def _model_bytes(model: Any) -> int:
@@ -83,7 +94,11 @@ class ModelCache:
             from .registry.registry import check_blob
 
             check_blob(path, expected_sha256, "cached load", sha)
-        options = {k: v for k, v in load_options.items() if k not in ("verify_signature", "public_key", "warmup")}
+        unknown = set(load_options) - set(_load_defaults())
+        if unknown:
+            raise TypeError(f"unknown load_model options {sorted(unknown)}; it takes {sorted(_load_defaults())}")
+        given = {**_load_defaults(), **load_options}  # explicit defaults and omitted options give one key
+        options = {k: v for k, v in given.items() if k not in ("verify_signature", "public_key", "warmup")}
         keys = signature_keys(load_options.get("verify_signature"), load_options.get("public_key"))
         key = (sha, _freeze(keys), tuple(sorted((k, _freeze(v)) for k, v in options.items())))
         with self._lock:
