@@ -47,4 +47,8 @@ def __getattr__(name: str):
         except ImportError as exc:
             raise ImportError(f"mlejax.score needs pyarrow and tqdm ({exc}); pip install 'mlejax[batch]'") from exc
         return score
+    if name == "registry":  # SQLite and the registry are imported on first use of ``mlejax.registry``
+        import importlib
+
+        return importlib.import_module(".registry", __name__)
     raise AttributeError(f"module 'mlejax' has no attribute {name!r}")

@@ -139,3 +139,13 @@ def test_tags_search_delete_and_gc(reg, forest, tmp_path):
     assert reg.verify() == [] and not stray.exists()
     assert_same = reg.load("fraud", alias="prod")
     assert assert_same.metadata["user"] == {"variant": "a"}
+
+
+def test_import_mlejax_does_not_import_sqlite_or_mlflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, mlejax; before = {'sqlite3', 'mlflow', 'mlejax.registry'} & set(sys.modules); "
+            "mlejax.registry.ModelRegistry; print(sorted(before), 'sqlite3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "True"]
