@@ -29,6 +29,13 @@ _INF_OK = {"HistGradientBoostingClassifier", "HistGradientBoostingRegressor", "I
 #: Transformers whose output has no NaN where their input had one.
 _NAN_STOPPERS = {"SimpleImputer", "KNNImputer", "IterativeImputer", "MissingIndicator", "OneHotEncoder"}
 _BOOSTERS = {"xgboost", "lightgbm", "catboost"}
+#: Meta-estimators that do not validate their input and pass it to the fitted estimators in this attribute.
+_DELEGATES = {
+    **dict.fromkeys(["BaggingClassifier", "BaggingRegressor", "VotingClassifier", "VotingRegressor", "StackingClassifier",
+                     "StackingRegressor", "OneVsRestClassifier"], "estimators_"),
+    **dict.fromkeys(["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV"], "best_estimator_"),
+    "TransformedTargetRegressor": "regressor_",
+}
 
 
 def input_checks(model: Any, n_features: int | None) -> dict:
@@ -70,9 +77,25 @@ class _Flow:
         if name == "ColumnTransformer":
             return self._column_transformer(est, nan_in, inf_in, raw)
         if name == "FeatureUnion":
-            outs = [self.visit(t, nan_in, inf_in, False) for _, t in est.transformer_list]
-            return set().union(*(o[0] for o in outs)), set().union(*(o[1] for o in outs))
-        return self._step(est, nan_in, inf_in)
+            return self._union([(t, nan_in, inf_in, False) for _, t in est.transformer_list])
+        if name in _DELEGATES:
+            return self._delegate(est, nan_in, inf_in, raw)
+        return self._step(est, nan_in, inf_in, raw)
+
+    def _union(self, visits: list[tuple]) -> tuple[set[int], set[int]]:
+        """Visit several estimators reading the same input; what reaches any of their outputs."""
+        outs = [self.visit(*v) for v in visits]
+        return set().union(*(o[0] for o in outs)), set().union(*(o[1] for o in outs))
+
+    def _delegate(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+        subs = getattr(est, _DELEGATES[type(est).__name__])
+        subs = list(subs) if isinstance(subs, list) else [subs]
+        features = getattr(est, "estimators_features_", None)  # bagging: each estimator reads a subset of the columns
+        visits = [(sub, nan_in & set(f.tolist()), inf_in & set(f.tolist()), False) for sub, f in zip(subs, features)] if features is not None \
+            else [(sub, nan_in, inf_in, raw) for sub in subs if not isinstance(sub, str)]  # "drop"ped voters are strings
+        if getattr(est, "passthrough", False):  # stacking: the final estimator also reads the input
+            visits.append((est.final_estimator_, nan_in, inf_in, False))
+        return self._union(visits)
 
     def _column_transformer(self, ct: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
         nan_out: set[int] = set()
@@ -88,7 +111,7 @@ class _Flow:
             inf_out |= inf
         return nan_out, inf_out
 
-    def _step(self, est: Any, nan_in: set[int], inf_in: set[int]) -> tuple[set[int], set[int]]:
+    def _step(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
         """One estimator that validates its own input (meta-estimators: through their ``allow_nan`` tag)."""
         from sklearn.utils import get_tags
 
@@ -96,14 +119,21 @@ class _Flow:
         if top in _BOOSTERS:
             return set(), set()
         name = type(est).__name__
+        if name == "FunctionTransformer" and not est.validate:  # also a ColumnTransformer's remainder="passthrough"
+            return nan_in, inf_in
         if not get_tags(est).input_tags.allow_nan:
             self.nan |= nan_in
             nan_in = set()
-        if name not in _INF_OK:
+        # Feature selectors check infinity only where they check NaN (SelectorMixin.transform).
+        selector = hasattr(est, "get_support")
+        if name not in _INF_OK and not (selector and get_tags(est).input_tags.allow_nan):
             self.inf |= inf_in
             inf_in = set()
         if not hasattr(est, "transform") or name in _NAN_STOPPERS or _encodes_missing(est):
             return set(), set()
+        if selector and raw:  # only the selected raw columns come out
+            kept = set(est.get_support(indices=True).tolist())
+            return nan_in & kept, inf_in & kept
         return nan_in, inf_in
 
 

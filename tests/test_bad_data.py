@@ -9,17 +9,24 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.decomposition import PCA
+from sklearn.ensemble import (AdaBoostClassifier, BaggingClassifier, HistGradientBoostingClassifier, IsolationForest,
+                              RandomForestClassifier, StackingClassifier, VotingClassifier)
+from sklearn.feature_selection import RFE, SelectFromModel, SelectKBest, VarianceThreshold
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.preprocessing import (FunctionTransformer, KBinsDiscretizer, OneHotEncoder, OrdinalEncoder, QuantileTransformer,
+                                   StandardScaler)
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import mlejax as mle
 from helpers import roundtrip
+from mlejax.exporters._input_checks import input_checks
 from mlejax.format import read_mle, write_mle
 
 RNG = np.random.default_rng(0)
@@ -56,6 +63,64 @@ def _raises(fn) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the class is what is compared
         return type(exc).__name__
     return None
+
+
+def _tree():
+    return DecisionTreeClassifier(max_depth=2, random_state=0)
+
+
+def _hgb():
+    return HistGradientBoostingClassifier(max_iter=3)
+
+
+# name: (model, fitted on data with NaN?); the record is compared with what scikit-learn does, column by column.
+ANALYSED = {
+    "impute-col0+hgb": (lambda: make_pipeline(ColumnTransformer([("i", SimpleImputer(), [0])], remainder="passthrough"), _hgb()), True),
+    "function+logistic": (lambda: make_pipeline(FunctionTransformer(), LogisticRegression()), False),
+    "validating-function+tree": (lambda: make_pipeline(FunctionTransformer(validate=True), _tree()), False),
+    "voting-tree-hgb": (lambda: VotingClassifier([("a", _tree()), ("b", _hgb())], voting="soft"), True),
+    "voting-tree-logistic": (lambda: VotingClassifier([("a", _tree()), ("b", LogisticRegression())]), False),
+    "stacking": (lambda: StackingClassifier([("a", _tree()), ("b", _hgb())]), True),
+    "stacking-passthrough": (lambda: StackingClassifier([("a", _tree())], passthrough=True), False),
+    "bagging-hgb": (lambda: BaggingClassifier(_hgb(), n_estimators=3, random_state=0), True),
+    "bagging-logistic-2-features": (lambda: BaggingClassifier(LogisticRegression(), n_estimators=3, max_features=2, random_state=0), False),
+    "adaboost": (lambda: AdaBoostClassifier(_tree(), n_estimators=3), False),
+    "ovr-tree": (lambda: OneVsRestClassifier(_tree()), True),
+    "grid-hgb": (lambda: GridSearchCV(_hgb(), {"max_depth": [2]}, cv=2), True),
+    "grid-logistic": (lambda: GridSearchCV(LogisticRegression(), {"C": [1]}, cv=2), False),
+    "target-regressor": (lambda: TransformedTargetRegressor(DecisionTreeRegressor()), True),
+    "select-from-tree+logistic": (lambda: make_pipeline(SelectFromModel(_tree()), LogisticRegression()), False),
+    "select-from-tree+hgb": (lambda: make_pipeline(SelectFromModel(_tree()), _hgb()), True),
+    "variance+hgb": (lambda: make_pipeline(VarianceThreshold(), _hgb()), True),
+    "rfe+logistic": (lambda: make_pipeline(RFE(_tree(), n_features_to_select=1), LogisticRegression()), False),
+    "scaler+kbest+logistic": (lambda: make_pipeline(StandardScaler(), SelectKBest(k=1), LogisticRegression()), False),
+    "ordinal+logistic": (lambda: make_pipeline(OrdinalEncoder(), LogisticRegression()), False),
+    "missing-indicator+logistic": (lambda: make_pipeline(MissingIndicator(features="all"), LogisticRegression()), True),
+    "union+hgb": (lambda: make_pipeline(FeatureUnion([("s", StandardScaler()), ("i", SimpleImputer())]), _hgb()), True),
+    "quantile+hgb": (lambda: make_pipeline(QuantileTransformer(n_quantiles=10), _hgb()), True),
+    "kbins+tree": (lambda: make_pipeline(KBinsDiscretizer(quantile_method="averaged_inverted_cdf"), _tree()), False),
+    "pca+tree": (lambda: make_pipeline(PCA(2), _tree()), False),
+    "isolation-forest": (lambda: IsolationForest(n_estimators=3, random_state=0), True),
+    "forest": (lambda: RandomForestClassifier(3, random_state=0), True),
+}
+
+
+@pytest.mark.parametrize("name", list(ANALYSED))
+def test_recorded_refusals_match_scikit_learn(name):
+    """Which raw columns refuse NaN and infinity, as recorded at export, against scikit-learn column by column."""
+    make, with_nan = ANALYSED[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = make().fit(X if with_nan else np.round(CLEAN), Y)
+    record = input_checks(model, 3)
+    method = "predict" if hasattr(model, "predict") else "transform"
+    for key, value in (("nan", np.nan), ("inf", np.inf)):
+        for column in range(3):
+            rows = np.round(CLEAN[:3])
+            rows[1, column] = value
+            raised = _raises(lambda: getattr(model, method)(rows))
+            assert raised in (None, "ValueError")
+            assert (raised is not None) == (column in record[key]), f"{key} in column {column}: sklearn raises {raised}"
 
 
 @pytest.fixture(scope="module")
