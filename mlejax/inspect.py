@@ -65,6 +65,8 @@ def _recommend(info: dict) -> list[str]:
         recs.append("re-export with compression='zstd' for a smaller file (loading then copies instead of mapping)")
     if info["signature"] == "unsigned":
         recs.append("unsigned: sign it with mle-sign so loaders can verify where it came from")
+    elif info["signature"] == "signed (not verified)":
+        recs.append("signed, but not verified here: pass public_key= (or run mle-verify) to check who signed it")
     if "TreeEnsemble" in info["ops"]:
         recs.append("pass warmup=[batch sizes] to load_model to compile ahead of the first call")
     return recs

@@ -220,6 +220,7 @@ def test_inspect_reports_verification(files, keys):
     assert mle.inspect_model(files / "plain.mle")["signature"] == "unsigned"
     info = mle.inspect_model(files / "signed.mle")
     assert info["signature"] == "signed (not verified)" and info["signer"] is None and "signed" not in info
+    assert any("not verified here" in r for r in info["recommendations"])
     info = mle.inspect_model(files / "signed.mle", public_key=public)
     assert info["signature"] == "signed (verified)" and info["signer"] == SecurityUtils.fingerprint(public)
     with pytest.raises(MLESecurityError, match="not a trusted key"):
