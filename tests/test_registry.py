@@ -149,3 +149,15 @@ def test_import_mlejax_does_not_import_sqlite_or_mlflow():
             "mlejax.registry.ModelRegistry; print(sorted(before), 'sqlite3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["[]", "True"]
+
+
+def test_mle_score_takes_a_registry_uri(reg, forest, tmp_path, monkeypatch):
+    pq = pytest.importorskip("pyarrow.parquet")
+    model, X, path = forest
+    reg.register("m", path)
+    reg.set_alias("m", "prod", 1)
+    monkeypatch.setenv("MLEJAX_REGISTRY", str(tmp_path / "registry"))
+    np.save(tmp_path / "X.npy", X)
+    mle.score("registry://m@prod", tmp_path / "X.npy", tmp_path / "out.parquet", progress=False)
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert_close(np.stack([table[f"proba_{c}"].to_numpy() for c in model.classes_], axis=1), model.predict_proba(X))
