@@ -50,19 +50,20 @@ def hyperparameters(model: Any) -> dict[str, Any] | None:
 
 
 def git_state(directory: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """``{"commit", "dirty"}`` of the git work tree holding ``directory`` (default: the working directory), or None."""
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
+    """``{"commit", "dirty"}`` of the git work tree holding ``directory`` (default: the working directory), or None.
 
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    One ``git status`` call; ``dirty`` means tracked files differ from the commit.
+    """
+    try:
+        out = subprocess.run(["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+                             cwd=directory, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status)}
+    lines = out.stdout.splitlines() if out.returncode == 0 else []
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":
+        return None
+    return {"commit": commit, "dirty": any(not line.startswith("#") for line in lines)}
 
 
 def fingerprint(data: Any) -> dict[str, Any]:
