@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..format.errors import InputError
 
-__all__ = ["Source", "NumpyBlock", "open_source", "keep_table"]
+__all__ = ["Source", "NumpyBlock", "open_source", "keep_table", "numeric_fields"]
 
 _PARQUET = (".parquet", ".pq", ".parq")
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".tsv")
@@ -60,8 +60,7 @@ class Source:
     @property
     def numeric(self) -> list[str]:
         """Names of the columns whose type is a number (or boolean)."""
-        return [f.name for f in self.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-                or pa.types.is_boolean(f.type) or pa.types.is_decimal(f.type)]
+        return numeric_fields(self.schema)
 
     def pieces(self, columns: Sequence[str], batch_rows: int) -> Iterator[tuple[Any, str]]:
         """``(piece, where)`` in input order, each at most ``batch_rows`` rows of ``columns``."""
@@ -254,6 +253,12 @@ def _open_path(path: str) -> Source:
     if lower.endswith(_NPY):
         return _Numpy(np.load(path, mmap_mode="r", allow_pickle=False), path)
     raise InputError(f"{path!r}: unknown input format; expected {', '.join(_PARQUET + _CSV + _IPC + _NPY)}, a directory or a glob")
+
+
+def numeric_fields(schema: pa.Schema) -> list[str]:
+    """Names of the fields of ``schema`` whose type is a number (or boolean)."""
+    return [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+            or pa.types.is_boolean(f.type) or pa.types.is_decimal(f.type)]
 
 
 def keep_table(pieces: Sequence[Any], keep: Sequence[str]) -> pa.Table:
