@@ -312,11 +312,18 @@ def _build_inputs(model: Any, sample_input: Any, input_shape: Any, builder: Any)
 
 
 def _load_file(path: str) -> Any:
+    """A saved model: the scikit-learn wrapper that saved it (``XGBModel.save_model`` records its type), else a Booster."""
     import xgboost
 
     booster = xgboost.Booster()
     booster.load_model(path)
-    return booster
+    saved_by = json.loads(booster.attr("scikit_learn") or "{}").get("_estimator_type")
+    wrapper = {"classifier": xgboost.XGBClassifier, "regressor": xgboost.XGBRegressor, "ranker": xgboost.XGBRanker}.get(saved_by)
+    if wrapper is None:
+        return booster
+    model = wrapper()
+    model.load_model(path)  # restores objective, n_classes_ and classes_ as XGBoost does
+    return model
 
 
 for _name in ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor", "XGBModel", "Booster"):

@@ -115,6 +115,8 @@ def load_model_file(path: str) -> Any:
     lower = path.lower()
     for suffix in sorted(_FILE_LOADERS, key=len, reverse=True):
         if lower.endswith(suffix):
+            if not os.path.isfile(path):  # before the framework's loader, whose errors are C++ stack traces
+                raise FileNotFoundError(f"cannot export {path!r}: no such file; check the path of the saved model")
             return _FILE_LOADERS[suffix](path)
     raise UnsupportedModelError(
         f"cannot export {path!r}: unknown model file type; supported suffixes: {sorted(_FILE_LOADERS) or 'none'}"

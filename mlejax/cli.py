@@ -1,4 +1,9 @@
-"""Command-line tools: ``mle-export``, ``mle-inspect``, ``mle-benchmark`` and ``mle-runtime``."""
+"""Command-line tools: ``mle-export``, ``mle-inspect``, ``mle-benchmark`` and ``mle-runtime``.
+
+A user error (:class:`~mlejax.format.errors.MLEError`, ``OSError``,
+``ValueError``) ends a command with one line on stderr and exit status 1;
+``--debug`` shows the traceback instead (:func:`run_cli`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,51 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import __version__
+from .format.errors import MLEError
 
-__all__ = ["export_main", "inspect_main", "benchmark_main", "runtime_main"]
+__all__ = ["export_main", "inspect_main", "benchmark_main", "runtime_main", "run_cli", "add_debug_flag", "password_from_env"]
 
 _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+#: Errors a command reports in one line: bad or missing files, bad data or options.
+USER_ERRORS = (MLEError, OSError, ValueError)
+#: Lists longer than this are summarised by ``mle-inspect --json``.
+_JSON_LIST_LIMIT = 20
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--debug`` (show the traceback of an error) to a command's parser."""
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return parser
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
+    """Parse ``argv`` and run ``body(args)``; a user error is one line on stderr and exit status 1.
+
+    ``parser`` must have ``--debug`` (:func:`add_debug_flag`): with it, the error propagates with its traceback.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        print(f"{parser.prog}: error: {type(exc).__name__}: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def password_from_env(var: str | None) -> str | None:
+    """The password in environment variable ``var`` (``None`` when ``var`` is); ValueError if it is not set."""
+    if var is None:
+        return None
+    if var not in os.environ:
+        raise ValueError(f"environment variable {var} (from --password-env) is not set; export it or drop --password-env")
+    return os.environ[var]
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
@@ -32,9 +73,23 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
     p.add_argument("--exact-float64", action="store_true",
                    help="LightGBM/HistGradientBoosting: exact splits for float64 inputs (see export_model)")
-    args = p.parse_args(argv)
+    p.add_argument("--quantize", choices=["fp16", "bf16", "int8"], default=None,
+                   help="store network weights smaller, dequantized inside the program (see export_model)")
+    p.add_argument("--quantize-leaves", action="store_true", help="with --quantize: also tree leaf values and linear weights")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--encrypt-key-file", metavar="PATH", help="encrypt with the 32-byte AES-256 key in this file")
+    secret.add_argument("--password-env", metavar="VAR", help="encrypt with the password in $VAR (scrypt)")
+    add_debug_flag(p)
+    return run_cli(p, argv, _export)
+
+
+def _export(args: argparse.Namespace) -> int:
     from .export import export_model
 
+    if args.quantize_leaves and args.quantize is None:
+        raise ValueError("--quantize-leaves needs --quantize fp16, bf16 or int8")
+    key = _read_key_file(args.encrypt_key_file) if args.encrypt_key_file else None
+    password = password_from_env(args.password_env)
     source: object = args.model
     if args.model.lower().endswith(_PICKLE_SUFFIXES):
         print(
@@ -47,22 +102,37 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         source = joblib.load(args.model)
     sample = _read_table(args.sample) if args.sample else None
     report = export_model(source, args.output, sample_input=sample, compression=args.compression, compression_level=args.level,
-                          exact_float64=args.exact_float64)
+                          exact_float64=args.exact_float64, quantize=args.quantize, quantize_leaves=args.quantize_leaves,
+                          encrypt_key=key, password=password)
     print(json.dumps(dict(report), indent=2, default=str))
     return 0
+
+
+def _read_key_file(path: str) -> bytes:
+    """The raw 32-byte AES-256 key in ``path`` (as written by ``SecurityUtils.generate_key()``)."""
+    with open(path, "rb") as fh:
+        key = fh.read(33)
+    if len(key) != 32:
+        raise ValueError(f"{path} should hold a raw 32-byte AES-256 key, found {len(key) if len(key) < 33 else 'more than 32'} bytes; "
+                         "write one with SecurityUtils.generate_key()")
+    return key
 
 
 def inspect_main(argv: Sequence[str] | None = None) -> int:
     """``mle-inspect model.mle [--json]``: what a file holds."""
     p = argparse.ArgumentParser(prog="mle-inspect", description="Describe a .mle file without running it.")
     p.add_argument("model")
-    p.add_argument("--json", action="store_true", help="print the full description as JSON")
-    args = p.parse_args(argv)
+    p.add_argument("--json", action="store_true", help="print the description as JSON (lists longer than 20 summarised)")
+    add_debug_flag(p)
+    return run_cli(p, argv, _inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_model
 
     info = inspect_model(args.model)
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps(_summarise(info), indent=2, default=str))
         return 0
     meta = info["metadata"]
     rows = [
@@ -95,7 +165,11 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--method", default=None, help="method to time (default: predict)")
     p.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    add_debug_flag(p)
+    return run_cli(p, argv, _benchmark)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
     from .model import load_model
 
     X = _read_table(args.data)
@@ -119,7 +193,11 @@ def runtime_main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--features", type=int, default=28)
     demo.add_argument("--trees", type=int, default=100)
     demo.add_argument("--dir", default=None, help="where to write the files (default: a temporary directory)")
-    args = p.parse_args(argv)
+    add_debug_flag(p)
+    return run_cli(p, argv, lambda args: _runtime(p, args))
+
+
+def _runtime(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.version:
         import jax
 
@@ -149,7 +227,21 @@ def _read_table(path: str) -> object:
         import pandas as pd
 
         return pd.read_parquet(path)
-    raise SystemExit(f"unsupported data file {os.path.basename(path)!r}: use .npy, .csv or .parquet")
+    raise ValueError(f"unsupported data file {os.path.basename(path)!r}: use .npy, .csv or .parquet")
+
+
+def _summarise(value: Any) -> Any:
+    """``value`` with each list of plain values longer than ``_JSON_LIST_LIMIT`` replaced by ``{"length", "first", "last"}``.
+
+    Lists of records (tensors, sections) are kept whole.
+    """
+    if isinstance(value, dict):
+        return {k: _summarise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) > _JSON_LIST_LIMIT and not any(isinstance(v, dict) for v in value):
+            return {"length": len(value), "first": _summarise(list(value[:5])), "last": _summarise(list(value[-2:]))}
+        return [_summarise(v) for v in value]
+    return value
 
 
 def _fmt_bytes(n: int) -> str:

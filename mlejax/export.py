@@ -255,13 +255,26 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
             report[method] = {"label_mismatches": mismatches}
             bad = mismatches > 0
         else:
-            native = native.astype(np.float64)
-            got = got.astype(np.float64).reshape(native.shape)
-            same = (got == native) | (np.isnan(got) & np.isnan(native))  # equal infinities count as exact
-            with np.errstate(invalid="ignore"):
-                err = np.where(same, 0.0, np.abs(got - native))
-            report[method] = {"max_abs_error": float(np.max(err)), "max_rel_error": float(np.max(np.where(same, 0.0, err / (1 + np.abs(native)))))}
+            err, rel = _errors(got.astype(np.float64).reshape(native.shape), native.astype(np.float64), log=kind == "log_probabilities")
+            report[method] = {"max_abs_error": float(np.max(err)), "max_rel_error": float(np.max(rel))}
             bad = not report[method]["max_rel_error"] <= TOLERANCE
         if bad and warn:
             warnings.warn(f"export check: {method} differs from the source model on sample_input: {report[method]}", stacklevel=3)
     return report
+
+
+def _errors(got: np.ndarray, native: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute and relative (``/ (1 + |native|)``) errors; equal values, equal infinities and NaN pairs count as exact.
+
+    ``log``: log-probabilities, which agree where their logs or their
+    probabilities agree: a source computing in float32 rounds ``1 - p`` to a
+    multiple of 2**-24, or to 0 (a log of ``-inf``), where float64 keeps it.
+    """
+    same = (got == native) | (np.isnan(got) & np.isnan(native))
+    with np.errstate(all="ignore"):
+        err = np.where(same, 0.0, np.abs(got - native))
+        rel = np.where(same, 0.0, err / (1 + np.abs(native)))
+        if log:
+            gap = np.abs(np.exp(got) - np.exp(native))
+            err, rel = np.fmin(err, gap), np.fmin(rel, gap)  # fmin: inf / inf = nan is not an error where gap is finite
+    return err, rel
