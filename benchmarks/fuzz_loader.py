@@ -1,4 +1,4 @@
-"""Fuzz ``mlejax.load_model``: mutated, truncated and spliced ``.mle`` files must load or raise an MLEError.
+"""Fuzz ``mlejax.load_model`` and predict: mutated, truncated and spliced ``.mle`` files must load and run or raise an MLEError.
 
 Seeds are valid files: plain, zstd-compressed, version 1, signed, encrypted
 (raw key, small AES-GCM chunks), and signed + encrypted + compressed; each is
@@ -8,8 +8,11 @@ Mutations are bit flips, byte overwrites, truncation, insertion, deletion,
 splices from other seeds, and optionally recomputed CRCs (so a mutation gets
 past the checksums to the section decoders, the tensor index and the graph).
 
-A finding is any exception that is not an ``MLEError``, or a load slower
-than ``--max-seconds``. Crashes (segfaults) end the process; atheris then
+Every model that loads is then run on a small batch (all graph outputs, two
+rows of ordinary and extreme values), so attributes, shapes and labels a
+file gets wrong are reached too. A finding is any exception that is not an
+``MLEError`` at load or at predict, or a load and predict slower than
+``--max-seconds``. Crashes (segfaults) end the process; atheris then
 writes the crashing input to disk.
 
 Usage:
@@ -202,7 +205,7 @@ def _fix(data: bytes) -> bytes:
 
 
 class Loader:
-    """Writes each input to one scratch file and loads it with ``mlejax.load_model``."""
+    """Writes each input to one scratch file, loads it with ``mlejax.load_model`` and runs it on a small batch."""
 
     def __init__(self, workdir: str) -> None:
         self.path = os.path.join(workdir, "input.mle")
@@ -210,19 +213,36 @@ class Loader:
         self.errors: dict[str, int] = {}
 
     def load(self, data: bytes, kwargs: dict) -> None:
-        """Load one input; return normally for a valid model or an MLEError, raise anything else."""
+        """Load and run one input; return normally for a valid model or an MLEError, raise anything else."""
         import mlejax as mle
 
         with open(self.path, "wb") as fh:
             fh.write(data)
         try:
             model = mle.load_model(self.path, max_decompressed_bytes=MAX_DECOMPRESSED, **kwargs)
+            assert isinstance(model, mle.Model) and model.methods and model.graph.nodes is not None
+            outputs = model.run(_batch(model))
         except mle.MLEError as e:
             name = type(e).__name__
             self.errors[name] = self.errors.get(name, 0) + 1
             return
-        assert isinstance(model, mle.Model) and model.methods and model.graph.nodes is not None
+        assert len(outputs) == len(model.outputs) and all(len(o) == 2 for o in outputs)
         self.successes += 1
+
+
+def _batch(model: Any) -> list[np.ndarray]:
+    """Two rows for every graph input: ordinary values, then extreme ones (finite: NaN is refused by some models)."""
+    arrays = []
+    for info in model.graph.inputs:
+        a = np.zeros((2, *info.shape[1:]), np.dtype(info.dtype))
+        flat = a.reshape(2, -1)
+        if a.dtype.kind == "f":
+            flat[0] = np.linspace(-1.5, 2.5, flat.shape[1])
+            flat[1] = np.where(np.arange(flat.shape[1]) % 2, 1e30, -1e30)
+        else:
+            flat[0] = np.arange(flat.shape[1]) % 2
+        arrays.append(a)
+    return arrays
 
 
 def run_hypothesis(loader: Loader, mutator: Mutator, runs: int, max_seconds: float, seed: int | None = None, derandomize: bool = False) -> int:
@@ -242,7 +262,7 @@ def run_hypothesis(loader: Loader, mutator: Mutator, runs: int, max_seconds: flo
         start = time.perf_counter()
         loader.load(data, kwargs)
         elapsed = time.perf_counter() - start
-        assert elapsed < max_seconds, f"load took {elapsed:.1f}s (limit {max_seconds}s)"
+        assert elapsed < max_seconds, f"load and predict took {elapsed:.1f}s (limit {max_seconds}s)"
 
     if seed is not None:
         from hypothesis import seed as hyp_seed
@@ -301,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1_000_000)
     p.add_argument("--engine", choices=["auto", "atheris", "hypothesis", "random"], default="auto")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="a slower single load is a finding")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="a slower load and predict of one input is a finding")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--report-every", type=int, default=50_000)
     p.add_argument("--replay", help="load one saved input file (with each load mode of every seed kind)")

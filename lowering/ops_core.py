@@ -14,7 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from ..format.graph import Node
-from .registry import register_rule
+from .registry import Attr, register_rule
+
+#: An axis attribute: an int into the full shape, negative from the end.
+AXIS = Attr("int", -1, lo=-64, hi=63)
+#: dtype names a Cast may produce.
+DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16",
+          "float32", "float64")
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -76,32 +82,32 @@ for _name, _fn in {
     register_rule(_name)(_unary(_fn))
 
 
-@register_rule("Softmax")
+@register_rule("Softmax", attrs={"axis": AXIS})
 def _softmax(node: Node, x):
-    return jax.nn.softmax(x, axis=node.attrs.get("axis", -1))
+    return jax.nn.softmax(x, axis=node.attrs["axis"])
 
 
-@register_rule("LogSoftmax")
+@register_rule("LogSoftmax", attrs={"axis": AXIS})
 def _log_softmax(node: Node, x):
-    return jax.nn.log_softmax(x, axis=node.attrs.get("axis", -1))
+    return jax.nn.log_softmax(x, axis=node.attrs["axis"])
 
 
-@register_rule("ArgMax")
+@register_rule("ArgMax", attrs={"axis": AXIS})
 def _argmax(node: Node, x):
     """Index of the first maximum along ``axis`` (numpy's tie rule), as int32."""
-    return jnp.argmax(x, axis=node.attrs.get("axis", -1)).astype(jnp.int32)
+    return jnp.argmax(x, axis=node.attrs["axis"]).astype(jnp.int32)
 
 
-@register_rule("Greater")
+@register_rule("Greater", attrs={"threshold": Attr("number", 0.0)})
 def _greater(node: Node, x):
     """``x > threshold`` as int32 (binary labels from a decision value or a probability)."""
-    return (x > node.attrs.get("threshold", 0.0)).astype(jnp.int32)
+    return (x > node.attrs["threshold"]).astype(jnp.int32)
 
 
-@register_rule("GreaterEqual")
+@register_rule("GreaterEqual", attrs={"threshold": Attr("number", 0.0)})
 def _greater_equal(node: Node, x):
     """``x >= threshold`` (attr, default 0) as int32; NaN gives 0."""
-    return (x >= node.attrs.get("threshold", 0.0)).astype(jnp.int32)
+    return (x >= node.attrs["threshold"]).astype(jnp.int32)
 
 
 @register_rule("TwoClassProba")
@@ -111,46 +117,46 @@ def _two_class_proba(node: Node, p):
     return jnp.stack([1.0 - p, p], axis=1)
 
 
-@register_rule("NormalizeRows")
+@register_rule("NormalizeRows", attrs={"norm": Attr("str", "l1", choices=("l1", "l2", "max")), "tiny": Attr("number", 0.0)})
 def _normalize_rows(node: Node, x):
     """Divide each row by its ``norm`` (``l1``, ``l2`` or ``max`` of absolute values).
 
     Rows whose norm is 0 or below attr ``tiny`` (default 0) are left unchanged:
     scikit-learn's ``normalize`` passes ``tiny = 10 * eps``.
     """
-    norm = node.attrs.get("norm", "l1")
+    norm = node.attrs["norm"]
     if norm == "l1":
         d = jnp.sum(jnp.abs(x), axis=1, keepdims=True)
     elif norm == "l2":
         d = jnp.sqrt(jnp.sum(x * x, axis=1, keepdims=True))
     else:
         d = jnp.max(jnp.abs(x), axis=1, keepdims=True)
-    return x / jnp.where((d == 0) | (d < node.attrs.get("tiny", 0.0)), 1.0, d)
+    return x / jnp.where((d == 0) | (d < node.attrs["tiny"]), 1.0, d)
 
 
-@register_rule("Squeeze")
+@register_rule("Squeeze", attrs={"axis": Attr("int", lo=-64, hi=63)})
 def _squeeze(node: Node, x):
     return jnp.squeeze(x, axis=node.attrs["axis"])
 
 
-@register_rule("Reshape")
+@register_rule("Reshape", attrs={"shape": Attr("ints", lo=-1)})
 def _reshape(node: Node, x):
     """Reshape keeping the batch dimension: ``shape`` excludes it."""
     return x.reshape((x.shape[0], *node.attrs["shape"]))
 
 
-@register_rule("Concat")
+@register_rule("Concat", attrs={"axis": AXIS})
 def _concat(node: Node, *xs):
-    return jnp.concatenate(xs, axis=node.attrs.get("axis", -1))
+    return jnp.concatenate(xs, axis=node.attrs["axis"])
 
 
-@register_rule("Take")
+@register_rule("Take", attrs={"axis": Attr("int", 1, lo=-64, hi=63)})
 def _take(node: Node, x, indices):
     """Select along ``axis`` (columns by default) by stored indices."""
-    return jnp.take(x, indices, axis=node.attrs.get("axis", 1))
+    return jnp.take(x, indices, axis=node.attrs["axis"])
 
 
-@register_rule("Cast")
+@register_rule("Cast", attrs={"dtype": Attr("str", choices=DTYPES)})
 def _cast(node: Node, x):
     return x.astype(node.attrs["dtype"])
 
@@ -161,7 +167,7 @@ EXP_OVERFLOW_64 = 709.782712893384
 _EXP_UNDERFLOW = -745.1332191019412
 
 
-@register_rule("LogisticPairFloat64")
+@register_rule("LogisticPairFloat64", attrs={"log": Attr("bool", False)})
 def _logistic_pair_float64(node: Node, z):
     """``[1 - expit(z), expit(z)]`` as [B, 2] from ``z`` of shape [B] or [B, 1], or its log (attr ``log``),
     rounded as scikit-learn's float64 computes it.
@@ -181,7 +187,7 @@ def _logistic_pair_float64(node: Node, z):
     e = jnp.exp(-jnp.maximum(z, 0.0))
     coarse = (z > 0) & (e * grid < 2.0**24)
     q_coarse = jnp.round(e * grid) / grid
-    if node.attrs.get("log", False):
+    if node.attrs["log"]:
         first = jnp.where(coarse, jnp.log(q_coarse), jax.nn.log_sigmoid(-z))
         second = jnp.where(z < -EXP_OVERFLOW_64, -jnp.inf, jax.nn.log_sigmoid(z))
     else:

@@ -24,12 +24,23 @@ import jax
 import jax.numpy as jnp
 
 from ..format.graph import Node
-from .registry import register_rule
+from .ops_core import AXIS
+from .registry import Attr, register_rule
 
 #: Upper bound on batch rows × points whose distances are held at once.
 _MAX_WORK = 1 << 22
 _HIGHEST = jax.lax.Precision.HIGHEST
 _METRICS = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "minkowski", "cosine")
+_METRIC = {"metric": Attr("str", "euclidean", choices=_METRICS), "p": Attr("number", 2.0)}
+_WEIGHTS = {"weights": Attr("str", "uniform", choices=("uniform", "distance"))}
+#: kernel parameters shared with ops_kernels
+KERNEL_PARAMS = {"gamma": Attr("number", 1.0), "coef0": Attr("number", 0.0), "degree": Attr("number", 3, lo=0, hi=1000)}
+
+
+def _check_k(node: Node, shapes, budget: int) -> None:
+    points = shapes[1]
+    if points is not None and len(points) >= 1 and node.attrs["k"] > points[0]:
+        raise ValueError(f"k={node.attrs['k']} neighbours asked for, but only {points[0]} points are stored")
 
 
 # --- distances ------------------------------------------------------------------------
@@ -80,17 +91,14 @@ def _finish(scores, metric: str, p: float):
 
 
 def _metric(node: Node) -> tuple[str, float]:
-    metric = node.attrs.get("metric", "euclidean")
-    if metric not in _METRICS:
-        raise ValueError(f"node {node.name!r}: unknown metric {metric!r}; known: {_METRICS}")
-    return metric, float(node.attrs.get("p", 2.0))
+    return node.attrs["metric"], float(node.attrs["p"])
 
 
 def _distances(x, y, metric: str, p: float):
     return _finish(_scores(_prepare(x, metric), _prepare(y, metric), metric, p), metric, p)
 
 
-@register_rule("PairwiseDistance")
+@register_rule("PairwiseDistance", attrs=_METRIC)
 def _pairwise_distance(node: Node, x, y):
     """Distances [B, M] between the rows of ``x`` [B, F] and a small stored set ``y`` [M, F] (centroids).
 
@@ -148,7 +156,7 @@ def k_nearest(x, points, k: int, metric: str, p: float):
     return _finish(best, metric, p), best_idx
 
 
-@register_rule("KNearest")
+@register_rule("KNearest", attrs={**_METRIC, "k": Attr("int", lo=1)}, outputs=2, check=_check_k)
 def _k_nearest(node: Node, x, points):
     """The ``k`` (attr) nearest rows of ``points`` [N, F] to each row of ``x``: (distances [B, k], indices [B, k] int32).
 
@@ -165,7 +173,7 @@ def _inverse_distance_weights(dist):
     return jnp.where(any_zero, zero.astype(dist.dtype), 1.0 / jnp.where(zero, 1.0, dist))
 
 
-@register_rule("NeighborsMean")
+@register_rule("NeighborsMean", attrs=_WEIGHTS)
 def _neighbors_mean(node: Node, dist, idx, values):
     """Weighted mean of ``values`` [N, T] over each row's neighbours ``idx`` [B, k] → [B, T].
 
@@ -174,7 +182,7 @@ def _neighbors_mean(node: Node, dist, idx, values):
     ``values`` this is the neighbours' class-vote share.
     """
     gathered = jnp.take(values, idx, axis=0)  # [B, k, T]
-    if node.attrs.get("weights", "uniform") == "distance":
+    if node.attrs["weights"] == "distance":
         w = _inverse_distance_weights(dist)
     else:
         w = jnp.ones(dist.shape, values.dtype)
@@ -182,7 +190,7 @@ def _neighbors_mean(node: Node, dist, idx, values):
     return total / jnp.sum(w, axis=1, keepdims=True)
 
 
-@register_rule("RadiusNeighborsMean")
+@register_rule("RadiusNeighborsMean", attrs={**_METRIC, **_WEIGHTS, "radius": Attr("number")})
 def _radius_neighbors_mean(node: Node, x, points, values, fallback=None):
     """Weighted mean of ``values`` [N, T] over all points within ``radius`` (``d <= radius``) → [B, T].
 
@@ -191,7 +199,7 @@ def _radius_neighbors_mean(node: Node, x, points, values, fallback=None):
     """
     metric, p = _metric(node)
     radius = float(node.attrs["radius"])
-    distance_weights = node.attrs.get("weights", "uniform") == "distance"
+    distance_weights = node.attrs["weights"] == "distance"
     batch, t = x.shape[0], values.shape[1]
     xs = _prepare(x, metric)
 
@@ -222,13 +230,13 @@ def _radius_neighbors_mean(node: Node, x, points, values, fallback=None):
     return jnp.where(empty[:, None], fill[None, :], mean)
 
 
-@register_rule("NearestLabel")
+@register_rule("NearestLabel", attrs={**_METRIC, "fill": Attr("int", -1), "radius": Attr("number", None, nullable=True)})
 def _nearest_label(node: Node, x, points, labels):
     """``labels`` [N] (int32) of each row's nearest point; ``fill`` (attr) where that point is farther than
     ``radius`` (attr, optional; ``d <= radius`` counts as within) or where ``points`` is empty.
     """
     metric, p = _metric(node)
-    fill = int(node.attrs.get("fill", -1))
+    fill = int(node.attrs["fill"])
     if points.shape[0] == 0:
         return jnp.full((x.shape[0],), fill, jnp.int32)
     dist, idx = k_nearest(x, points, 1, metric, p)
@@ -260,7 +268,7 @@ def _kernel(x, y, kind: str, gamma: float, coef0: float, degree: float):
     raise ValueError(f"unknown kernel {kind!r}; known: linear, poly, rbf, sigmoid, cosine")
 
 
-@register_rule("KernelProduct")
+@register_rule("KernelProduct", attrs={"kernel": Attr("str", choices=("linear", "poly", "rbf", "sigmoid", "cosine")), **KERNEL_PARAMS}, outputs=2)
 def _kernel_product(node: Node, x, points, coef):
     """``(K @ coef, K.mean(axis=1))`` for the kernel matrix ``K`` [B, N] between ``x`` and ``points`` [N, F].
 
@@ -269,7 +277,7 @@ def _kernel_product(node: Node, x, points, coef):
     over ``points`` and never held whole.
     """
     a = node.attrs
-    kind, gamma, coef0, degree = a["kernel"], float(a.get("gamma", 1.0)), float(a.get("coef0", 0.0)), a.get("degree", 3)
+    kind, gamma, coef0, degree = a["kernel"], float(a["gamma"]), float(a["coef0"]), a["degree"]
     batch = x.shape[0]
 
     def body(carry, valid, offset, y_c, c_c):
@@ -285,7 +293,7 @@ def _kernel_product(node: Node, x, points, coef):
 # --- Gaussians --------------------------------------------------------------------------
 
 
-@register_rule("GaussianMahalanobis")
+@register_rule("GaussianMahalanobis", attrs={"covariance_type": Attr("str", choices=("full", "tied", "diag", "spherical"))})
 def _gaussian_mahalanobis(node: Node, x, means, prec_chol):
     """Squared Mahalanobis distances [B, K] of ``x`` to ``means`` [K, F] under Cholesky factors of precisions.
 
@@ -310,7 +318,7 @@ def _gaussian_mahalanobis(node: Node, x, means, prec_chol):
 
 
 
-@register_rule("LogSumExp")
+@register_rule("LogSumExp", attrs={"axis": AXIS})
 def _log_sum_exp(node: Node, x):
     """``log(sum(exp(x), axis))``, max-shifted for stability; ``axis`` (attr, default -1) is reduced away."""
-    return jax.nn.logsumexp(x, axis=node.attrs.get("axis", -1))
+    return jax.nn.logsumexp(x, axis=node.attrs["axis"])

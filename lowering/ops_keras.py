@@ -19,13 +19,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ..format.graph import Node
+from .ops_core import AXIS
 from .registry import register_rule
 
 
-@register_rule("Sparsemax")
+@register_rule("Sparsemax", attrs={"axis": AXIS})
 def _sparsemax(node: Node, x):
     """Keras ``sparsemax`` along ``axis``; see the op table for the exact formula."""
-    axis = node.attrs.get("axis", -1) % x.ndim
+    axis = node.attrs["axis"] % x.ndim
     ordered = -jnp.sort(-x, axis=axis)
     cumsum = jnp.cumsum(ordered, axis=axis)
     shape = [1] * x.ndim

@@ -22,7 +22,17 @@ import numpy as np
 
 from ..format.graph import Node
 from .ops_core import EXP_OVERFLOW_64
-from .registry import register_rule
+from .ops_distance import KERNEL_PARAMS
+from .registry import Attr, register_rule
+
+_N_CLASSES = {"n_classes": Attr("int", lo=2)}
+
+
+def _check_pairs(node: Node, shapes, budget: int) -> None:
+    """The [pairs, classes] vote matrices must fit the model's bound."""
+    k = node.attrs["n_classes"]
+    if k * (k - 1) // 2 * k > budget:
+        raise ValueError(f"n_classes={k} needs {k * (k - 1) // 2 * k} vote entries, over this model's bound of {budget}")
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -44,7 +54,7 @@ def _kernel_block(x, xx, sv, kind: str, gamma: float, coef0: float, degree: int)
     return jnp.exp(-gamma * d2)
 
 
-@register_rule("KernelExpansion")
+@register_rule("KernelExpansion", attrs={"kernel": Attr("str", choices=("linear", "poly", "rbf", "sigmoid")), **KERNEL_PARAMS})
 def _kernel_expansion(node: Node, x, sv, coef):
     """``out[b, m] = sum_s K(x[b], sv[s]) * coef[s, m]`` → [B, M].
 
@@ -58,9 +68,7 @@ def _kernel_expansion(node: Node, x, sv, coef):
     most ``KERNEL_BLOCK_ELEMENTS`` values.
     """
     a = node.attrs
-    kind, gamma, coef0, degree = a["kernel"], float(a.get("gamma", 1.0)), float(a.get("coef0", 0.0)), int(a.get("degree", 3))
-    if kind not in ("linear", "poly", "rbf", "sigmoid"):
-        raise ValueError(f"KernelExpansion: unknown kernel {kind!r}; expected linear, poly, rbf or sigmoid")
+    kind, gamma, coef0, degree = a["kernel"], float(a["gamma"]), float(a["coef0"]), int(a["degree"])
     if kind == "rbf":
         center = jnp.mean(sv, axis=0)
         x, sv = x - center, sv - center
@@ -95,7 +103,7 @@ def _pair_matrices(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-@register_rule("OvoVote")
+@register_rule("OvoVote", attrs=_N_CLASSES, check=_check_pairs)
 def _ovo_vote(node: Node, dec):
     """libsvm's vote: pair (i, j) with decision > 0 votes for i, else j; label = first class with most votes (int32).
 
@@ -107,7 +115,7 @@ def _ovo_vote(node: Node, dec):
     return jnp.argmax(votes, axis=1).astype(jnp.int32)
 
 
-@register_rule("OvoToOvr")
+@register_rule("OvoToOvr", attrs=_N_CLASSES, check=_check_pairs)
 def _ovo_to_ovr(node: Node, dec):
     """scikit-learn's ``_ovr_decision_function(dec < 0, -dec, n_classes)`` → [B, K].
 
@@ -121,7 +129,7 @@ def _ovo_to_ovr(node: Node, dec):
     return votes + conf / (3.0 * (jnp.abs(conf) + 1.0))
 
 
-@register_rule("SVCProbability")
+@register_rule("SVCProbability", attrs=_N_CLASSES, check=_check_pairs)
 def _svc_probability(node: Node, dec, prob_a, prob_b):
     """libsvm's ``svm_predict_probability`` for C-SVC / nu-SVC → [B, K].
 

@@ -19,13 +19,18 @@ import jax
 import jax.numpy as jnp
 
 from ..format.graph import Node
-from .registry import register_rule
+from .registry import Attr, register_rule
+
+
+def _check_targets(node: Node, shapes, budget: int) -> None:
+    if node.attrs["n_targets"] > budget:
+        raise ValueError(f"n_targets {node.attrs['n_targets']} is over this model's bound of {budget} outputs per row")
 
 #: Elements of the [rows, T, K] gathers held at once.
 _TILE_ELEMENTS = 1 << 20
 
 
-@register_rule("LinearTreeSum")
+@register_rule("LinearTreeSum", attrs={"n_targets": Attr("int", lo=1)}, check=_check_targets)
 def _linear_tree_sum(node: Node, x, leaf, const, value, coeff, feature, count, tree_target):
     n_targets = int(node.attrs["n_targets"])
     b, n_trees = leaf.shape

@@ -197,7 +197,51 @@ from jax import lax
 from ..format.errors import UnsupportedModelError
 from ..format.graph import Node
 from .ops_core import binary_rule
-from .registry import register_rule
+from .ops_core import AXIS
+from .registry import ABSENT, Attr, register_rule, shape_spec_elements
+
+# --- attribute declarations ----------------------------------------------------------
+_LAYOUT = Attr("str", "channels_first", choices=("channels_first", "channels_last"))
+#: Window sizes, strides and dilations: positive and small enough that no window arithmetic overflows.
+_STEPS = Attr("ints", ABSENT, lo=1, hi=1 << 16, nullable=True)
+_PADDING = Attr("int_pairs", ABSENT, lo=-(1 << 16), hi=1 << 16, nullable=True)
+_AXES = Attr("ints", lo=-64, hi=63)
+_CONV = {"strides": Attr("ints", ABSENT, lo=1, hi=1 << 16), "padding": Attr("int_pairs", ABSENT, lo=-(1 << 16), hi=1 << 16),
+         "dilation": Attr("ints", ABSENT, lo=1, hi=1 << 16), "groups": Attr("int", 1, lo=1), "layout": _LAYOUT}
+_EPS = Attr("number", 1e-5)
+_SHAPE = {"shape": Attr("shape", lo=-1, hi=1 << 30), "ref_axis": Attr("int", 0, lo=-64, hi=63)}
+_POOL = {"kernel": Attr("ints", lo=1, hi=1 << 16), "strides": _STEPS, "padding": _PADDING, "dilation": _STEPS,
+         "ceil_mode": Attr("bool", False), "layout": _LAYOUT}
+_ADAPTIVE = {"output_size": Attr("ints", lo=1, hi=1 << 12), "layout": _LAYOUT}
+_SDPA = {"scale": Attr("number", None, nullable=True), "is_causal": Attr("bool", False),
+         "mask_kind": Attr("str", "bool", choices=("bool", "additive"))}
+
+
+def _within(elements: int, budget: int, what: str) -> None:
+    """ValueError if a node would produce more than ``budget`` elements per batch row."""
+    if elements > budget:
+        raise ValueError(f"{what} makes {elements} elements per batch row, over this model's bound of {budget}")
+
+
+def _check_shape_spec(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    _within(shape_spec_elements(node.attrs["shape"]), budget, f"shape {node.attrs['shape']}")
+
+
+def _check_tile(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    _within(math.prod(node.attrs["reps"]), budget, f"reps {node.attrs['reps']}")
+
+
+def _check_pad(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    _within(math.prod(max(1, lo + hi) for lo, hi in node.attrs["pads"][1:]), budget, "pads")
+
+
+def _check_slice(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    a = node.attrs
+    n = len(a["axes"])
+    if len(a["starts"]) != n or len(a["stops"]) != n or (a.get("steps") and len(a["steps"]) != n):
+        raise ValueError("axes, starts, stops and steps must have the same length")
+    if 0 in (a.get("steps") or ()):
+        raise ValueError("a slice step cannot be 0")
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -255,37 +299,37 @@ def _resolve_shape(spec: Sequence[Any], batch: int | None) -> tuple[int, ...]:
 
 
 def _batch_of(node: Node, ref) -> int | None:
-    return None if ref is None else ref.shape[node.attrs.get("ref_axis", 0)]
+    return None if ref is None else ref.shape[node.attrs["ref_axis"]]
 
 
 # --- convolution ---------------------------------------------------------------------
 
 
-@register_rule("Conv")
+@register_rule("Conv", attrs=_CONV)
 def _conv(node: Node, x, w, b=None):
     """N-d cross-correlation (torch ``convNd`` / Keras ``ConvND``); see the op table for layouts."""
     a = node.attrs
     rank = w.ndim - 2
-    layout = a.get("layout", "channels_first")
+    layout = a["layout"]
     y = lax.conv_general_dilated(
         x, w,
         window_strides=tuple(a.get("strides", [1] * rank)),
         padding=_pairs(a.get("padding", [[0, 0]] * rank)),
         rhs_dilation=tuple(a.get("dilation", [1] * rank)),
         dimension_numbers=_spatial_specs(rank, layout),
-        feature_group_count=int(a.get("groups", 1)),
+        feature_group_count=int(a["groups"]),
         precision=_HIGHEST,
     )
     return _add_bias(y, b, layout)
 
 
-@register_rule("ConvTranspose")
+@register_rule("ConvTranspose", attrs={**_CONV, "output_padding": Attr("ints", ABSENT, lo=0, hi=1 << 16)})
 def _conv_transpose(node: Node, x, w, b=None):
     """Transposed convolution (torch ``conv_transposeNd``; Keras ``ConvNDTranspose`` with groups=1)."""
     a = node.attrs
     rank = w.ndim - 2
-    layout = a.get("layout", "channels_first")
-    groups = int(a.get("groups", 1))
+    layout = a["layout"]
+    groups = int(a["groups"])
     spatial = list(range(2, 2 + rank)) if layout == "channels_first" else list(range(rank))
     if layout == "channels_first":  # [I, O/g, *K] -> [O, I/g, *K]
         i, og, *k = w.shape
@@ -315,7 +359,7 @@ def _conv_transpose(node: Node, x, w, b=None):
     return _add_bias(y, b, layout)
 
 
-@register_rule("ConvGeneral")
+@register_rule("ConvGeneral", attrs={"dimension_numbers": Attr("int_lists", length=3, lo=0, hi=63), "window_strides": Attr("ints", lo=1, hi=1 << 16), "padding": Attr("int_pairs", lo=-(1 << 16), hi=1 << 16), "lhs_dilation": _STEPS, "rhs_dilation": _STEPS, "feature_group_count": Attr("int", 1, lo=1), "batch_group_count": Attr("int", 1, lo=1)})
 def _conv_general(node: Node, x, w):
     """Exactly ``lax.conv_general_dilated`` with the node's attrs (HIGHEST precision)."""
     a = node.attrs
@@ -327,8 +371,8 @@ def _conv_general(node: Node, x, w):
         lhs_dilation=tuple(a.get("lhs_dilation") or [1] * (x.ndim - 2)),
         rhs_dilation=tuple(a.get("rhs_dilation") or [1] * (x.ndim - 2)),
         dimension_numbers=lax.ConvDimensionNumbers(tuple(lhs), tuple(rhs), tuple(out)),
-        feature_group_count=int(a.get("feature_group_count", 1)),
-        batch_group_count=int(a.get("batch_group_count", 1)),
+        feature_group_count=int(a["feature_group_count"]),
+        batch_group_count=int(a["batch_group_count"]),
         precision=_HIGHEST,
     )
 
@@ -340,7 +384,7 @@ def _pool_geometry(x, a: dict):
     """Window dims, strides, dilation, explicit padding and ceil_mode extra padding for every dim of ``x``."""
     kernel = list(a["kernel"])
     rank = len(kernel)
-    layout = a.get("layout", "channels_first")
+    layout = a["layout"]
     axes = _spatial_axes(rank, layout)
     strides = list(a.get("strides") or kernel)
     dilation = list(a.get("dilation") or [1] * rank)
@@ -350,7 +394,7 @@ def _pool_geometry(x, a: dict):
     for ax, k, s, d, (lo, hi) in zip(axes, kernel, strides, dilation, padding):
         n = x.shape[ax]
         span = d * (k - 1) + 1
-        if a.get("ceil_mode", False):
+        if a["ceil_mode"]:
             out = -(-(n + lo + hi - span) // s) + 1
             if (out - 1) * s >= n + lo:  # torch: the last window must start inside input or left padding
                 out -= 1
@@ -359,7 +403,7 @@ def _pool_geometry(x, a: dict):
     return win, st, dil, pad, extra
 
 
-@register_rule("MaxPool")
+@register_rule("MaxPool", attrs=_POOL)
 def _max_pool(node: Node, x):
     """Max pooling as torch ``max_poolNd`` (padding is -inf; ceil_mode as torch)."""
     win, st, dil, pad, extra = _pool_geometry(x, node.attrs)
@@ -367,7 +411,7 @@ def _max_pool(node: Node, x):
     return lax.reduce_window(x, -jnp.inf, lax.max, win, st, full, window_dilation=dil)
 
 
-@register_rule("AvgPool")
+@register_rule("AvgPool", attrs={**_POOL, "count_include_pad": Attr("bool", True), "divisor_override": Attr("number", None, nullable=True)})
 def _avg_pool(node: Node, x):
     """Average pooling as torch ``avg_poolNd`` (count_include_pad, ceil_mode, divisor_override)."""
     a = node.attrs
@@ -378,7 +422,7 @@ def _avg_pool(node: Node, x):
         return total / float(a["divisor_override"])
     ones_shape = [n if w > 1 or p != (0, 0) or e else 1 for n, w, p, e in zip(x.shape, win, pad, extra)]
     ones = np.ones(ones_shape, np.float32)
-    if a.get("count_include_pad", True):  # explicit padding counts, ceil_mode cells do not
+    if a["count_include_pad"]:  # explicit padding counts, ceil_mode cells do not
         ones = np.pad(ones, pad, constant_values=1.0)
         count_pad = [(0, e) for e in extra]
     else:
@@ -390,7 +434,7 @@ def _avg_pool(node: Node, x):
 _WINDOW = {"sum": (0.0, lax.add), "max": (-jnp.inf, lax.max), "min": (jnp.inf, lax.min)}
 
 
-@register_rule("ReduceWindow")
+@register_rule("ReduceWindow", attrs={"reduction": Attr("str", choices=tuple(_WINDOW)), "window_dimensions": Attr("ints", lo=1, hi=1 << 16), "window_strides": _STEPS, "padding": _PADDING, "base_dilation": _STEPS, "window_dilation": _STEPS})
 def _reduce_window(node: Node, x):
     """``lax.reduce_window`` with ``reduction`` sum/max/min and its identity as the padding value."""
     a = node.attrs
@@ -410,12 +454,12 @@ def _adaptive_bins(n: int, out: int) -> list[tuple[int, int]]:
     return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
 
-@register_rule("AdaptiveAvgPool")
+@register_rule("AdaptiveAvgPool", attrs=_ADAPTIVE)
 def _adaptive_avg_pool(node: Node, x):
     """torch ``adaptive_avg_poolNd``: bin i of n covers [floor(i*n/out), ceil((i+1)*n/out))."""
     a = node.attrs
     size = list(a["output_size"])
-    for ax, out in zip(_spatial_axes(len(size), a.get("layout", "channels_first")), size):
+    for ax, out in zip(_spatial_axes(len(size), a["layout"]), size):
         n = x.shape[ax]
         m = np.zeros((out, n), np.float32)
         for i, (s, e) in enumerate(_adaptive_bins(n, out)):
@@ -424,12 +468,12 @@ def _adaptive_avg_pool(node: Node, x):
     return x
 
 
-@register_rule("AdaptiveMaxPool")
+@register_rule("AdaptiveMaxPool", attrs=_ADAPTIVE)
 def _adaptive_max_pool(node: Node, x):
     """torch ``adaptive_max_poolNd`` (values only), same bins as AdaptiveAvgPool."""
     a = node.attrs
     size = list(a["output_size"])
-    for ax, out in zip(_spatial_axes(len(size), a.get("layout", "channels_first")), size):
+    for ax, out in zip(_spatial_axes(len(size), a["layout"]), size):
         parts = [jnp.max(lax.slice_in_dim(x, s, e, axis=ax), axis=ax, keepdims=True) for s, e in _adaptive_bins(x.shape[ax], out)]
         x = jnp.concatenate(parts, axis=ax)
     return x
@@ -438,24 +482,24 @@ def _adaptive_max_pool(node: Node, x):
 # --- normalisation -------------------------------------------------------------------
 
 
-@register_rule("BatchNorm")
+@register_rule("BatchNorm", attrs={"axis": Attr("int", 1, lo=-64, hi=63), "eps": _EPS})
 def _batch_norm(node: Node, x, mean, var, scale=None, bias=None):
     """Inference batch norm: (x - mean) / sqrt(var + eps) * scale + bias along ``axis``."""
-    shape = _channel_shape(x.ndim, node.attrs.get("axis", 1))
-    factor = lax.rsqrt(var + node.attrs.get("eps", 1e-5))
+    shape = _channel_shape(x.ndim, node.attrs["axis"])
+    factor = lax.rsqrt(var + node.attrs["eps"])
     if scale is not None:
         factor = factor * scale
     y = (x - mean.reshape(shape)) * factor.reshape(shape)
     return y if bias is None else y + bias.reshape(shape)
 
 
-@register_rule("LayerNorm")
+@register_rule("LayerNorm", attrs={"axes": Attr("ints", [-1], lo=-64, hi=63), "eps": _EPS, "rms": Attr("bool", False)})
 def _layer_norm(node: Node, x, scale=None, bias=None):
     """Normalise over ``axes`` (biased variance), then scale and shift; ``rms=True`` is RMSNorm."""
     a = node.attrs
-    axes = tuple(sorted(ax % x.ndim for ax in a.get("axes", [-1])))
-    eps = a.get("eps", 1e-5)
-    if a.get("rms", False):
+    axes = tuple(sorted(ax % x.ndim for ax in a["axes"]))
+    eps = a["eps"]
+    if a["rms"]:
         y = x * lax.rsqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + eps)
     else:
         mean = jnp.mean(x, axis=axes, keepdims=True)
@@ -467,12 +511,12 @@ def _layer_norm(node: Node, x, scale=None, bias=None):
     return y if bias is None else y + bias.reshape(shape)
 
 
-@register_rule("GroupNorm")
+@register_rule("GroupNorm", attrs={"groups": Attr("int", lo=1), "eps": _EPS, "layout": _LAYOUT})
 def _group_norm(node: Node, x, scale=None, bias=None):
     """torch ``group_norm``: statistics per sample over each group of contiguous channels and all positions."""
     a = node.attrs
     g = int(a["groups"])
-    first = a.get("layout", "channels_first") == "channels_first"
+    first = a["layout"] == "channels_first"
     c = x.shape[1] if first else x.shape[-1]
     if first:
         xg = x.reshape(x.shape[0], g, c // g, *x.shape[2:])
@@ -482,7 +526,7 @@ def _group_norm(node: Node, x, scale=None, bias=None):
         axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
     mean = jnp.mean(xg, axis=axes, keepdims=True)
     centred = xg - mean
-    y = (centred * lax.rsqrt(jnp.mean(jnp.square(centred), axis=axes, keepdims=True) + a.get("eps", 1e-5))).reshape(x.shape)
+    y = (centred * lax.rsqrt(jnp.mean(jnp.square(centred), axis=axes, keepdims=True) + a["eps"])).reshape(x.shape)
     shape = _channel_shape(x.ndim, 1 if first else -1)
     if scale is not None:
         y = y * scale.reshape(shape)
@@ -547,6 +591,19 @@ _ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+#: the attributes of the unary ops that have any (the keyword arguments of their function)
+_UNARY_ATTRS: dict[str, dict[str, Attr]] = {
+    "LeakyRelu": {"alpha": Attr("number", 0.01)},
+    "Elu": {"alpha": Attr("number", 1.0)},
+    "Celu": {"alpha": Attr("number", 1.0)},
+    "Gelu": {"approximate": Attr("str", "none", choices=("none", "tanh"))},
+    "Softplus": {"beta": Attr("number", 1.0), "threshold": Attr("number", None, nullable=True)},
+    "HardSigmoid": {"alpha": Attr("number", 1.0 / 6.0), "beta": Attr("number", 0.5)},
+    "HardTanh": {"min": Attr("number", -1.0), "max": Attr("number", 1.0)},
+    "Clip": {"min": Attr("number", None, nullable=True), "max": Attr("number", None, nullable=True)},
+}
+
+
 def _unary_rule(name: str, fn: Callable):
     def rule(node: Node, x):
         return fn(x, **node.attrs)
@@ -556,26 +613,26 @@ def _unary_rule(name: str, fn: Callable):
 
 
 for _name, _fn in _UNARY.items():
-    register_rule(_name)(_unary_rule(_name, _fn))
+    register_rule(_name, attrs=_UNARY_ATTRS.get(_name))(_unary_rule(_name, _fn))
 
 
-@register_rule("IntPow")
+@register_rule("IntPow", attrs={"exponent": Attr("int", lo=-(1 << 16), hi=1 << 16)})
 def _int_pow(node: Node, x):
     """``x ** exponent`` for a static int exponent, by repeated multiplication (``lax.integer_pow``)."""
     return lax.integer_pow(x, int(node.attrs["exponent"]))
 
 
-@register_rule("PRelu")
+@register_rule("PRelu", attrs={"axis": Attr("int", 1, lo=-64, hi=63)})
 def _prelu(node: Node, x, slope):
     """max(0, x) + slope * min(0, x), ``slope`` [C] along ``axis`` (or [1])."""
-    s = slope.reshape(_channel_shape(x.ndim, node.attrs.get("axis", 1))) if slope.size > 1 else slope.reshape(())
+    s = slope.reshape(_channel_shape(x.ndim, node.attrs["axis"])) if slope.size > 1 else slope.reshape(())
     return jnp.where(x >= 0, x, s * x)
 
 
 _COMPARE = {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater, "ge": jnp.greater_equal, "eq": jnp.equal, "ne": jnp.not_equal}
 
 
-@register_rule("Compare")
+@register_rule("Compare", attrs={"direction": Attr("str", choices=tuple(_COMPARE))})
 def _compare(node: Node, a, b):
     """Elementwise comparison (``direction`` lt/le/gt/ge/eq/ne) with broadcasting → bool."""
     return _COMPARE[node.attrs["direction"]](a, b)
@@ -601,13 +658,13 @@ def _where(node: Node, cond, a, b):
 # --- shape and indexing --------------------------------------------------------------
 
 
-@register_rule("ReshapeDims")
+@register_rule("ReshapeDims", attrs=_SHAPE, check=_check_shape_spec)
 def _reshape_dims(node: Node, x, ref=None):
     """Reshape to a shape spec that includes the batch dimension (see conventions)."""
     return x.reshape(_resolve_shape(node.attrs["shape"], _batch_of(node, ref)))
 
 
-@register_rule("BroadcastTo")
+@register_rule("BroadcastTo", attrs=_SHAPE, check=_check_shape_spec)
 def _broadcast_to(node: Node, x, ref=None):
     """numpy broadcasting of ``x`` to a shape spec; a one-element ``x`` counts as a scalar."""
     if x.size == 1:
@@ -615,7 +672,7 @@ def _broadcast_to(node: Node, x, ref=None):
     return jnp.broadcast_to(x, _resolve_shape(node.attrs["shape"], _batch_of(node, ref)))
 
 
-@register_rule("BroadcastInDim")
+@register_rule("BroadcastInDim", attrs={**_SHAPE, "broadcast_dimensions": Attr("ints", lo=0, hi=63)}, check=_check_shape_spec)
 def _broadcast_in_dim(node: Node, x, ref=None):
     """``lax.broadcast_in_dim`` to a shape spec; a one-element ``x`` with no broadcast dims counts as a scalar."""
     if not node.attrs["broadcast_dimensions"] and x.ndim:
@@ -624,33 +681,33 @@ def _broadcast_in_dim(node: Node, x, ref=None):
     return lax.broadcast_in_dim(x, shape, tuple(node.attrs["broadcast_dimensions"]))
 
 
-@register_rule("Flatten")
+@register_rule("Flatten", attrs={"start": Attr("int", 1, lo=-64, hi=63), "end": Attr("int", -1, lo=-64, hi=63)})
 def _flatten(node: Node, x):
     """Merge dims ``start``..``end`` (inclusive) into one."""
-    start = node.attrs.get("start", 1) % x.ndim
-    end = node.attrs.get("end", -1) % x.ndim
+    start = node.attrs["start"] % x.ndim
+    end = node.attrs["end"] % x.ndim
     return x.reshape(*x.shape[:start], math.prod(x.shape[start : end + 1]), *x.shape[end + 1 :])
 
 
-@register_rule("Unsqueeze")
+@register_rule("Unsqueeze", attrs={"axes": _AXES})
 def _unsqueeze(node: Node, x):
     """Insert size-1 dims at ``axes`` (positions in the output)."""
     return jnp.expand_dims(x, tuple(node.attrs["axes"]))
 
 
-@register_rule("SqueezeAxes")
+@register_rule("SqueezeAxes", attrs={"axes": _AXES})
 def _squeeze_axes(node: Node, x):
     """Drop the size-1 dims at ``axes``."""
     return jnp.squeeze(x, tuple(node.attrs["axes"]))
 
 
-@register_rule("Transpose")
+@register_rule("Transpose", attrs={"perm": _AXES})
 def _transpose(node: Node, x):
     """Permute dims by ``perm`` (batch included)."""
     return jnp.transpose(x, tuple(node.attrs["perm"]))
 
 
-@register_rule("Slice")
+@register_rule("Slice", attrs={"axes": _AXES, "starts": Attr("opt_ints"), "stops": Attr("opt_ints"), "steps": Attr("ints", ABSENT, nullable=True)}, check=_check_slice)
 def _slice(node: Node, x):
     """Python slicing ``x[start:stop:step]`` on each of ``axes``."""
     a = node.attrs
@@ -661,44 +718,44 @@ def _slice(node: Node, x):
     return x[tuple(index)]
 
 
-@register_rule("Split")
+@register_rule("Split", attrs={"axis": Attr("int", lo=-64, hi=63), "sizes": Attr("ints", lo=0)}, outputs=lambda a: len(a["sizes"]))
 def _split(node: Node, x):
     """Split along ``axis`` into pieces of ``sizes``."""
     cuts = np.cumsum(node.attrs["sizes"])[:-1].tolist()
     return tuple(jnp.split(x, cuts, axis=node.attrs["axis"]))
 
 
-@register_rule("Index")
+@register_rule("Index", attrs={"axis": Attr("int", lo=-64, hi=63), "index": Attr("int")})
 def _index(node: Node, x):
     """``x.take(index, axis)`` for a static int ``index`` (negative from the end); drops ``axis``."""
     axis = node.attrs["axis"] % x.ndim
     return lax.index_in_dim(x, node.attrs["index"] % x.shape[axis], axis, keepdims=False)
 
 
-@register_rule("Gather")
+@register_rule("Gather", attrs={"axis": Attr("int", 0, lo=-64, hi=63)})
 def _gather(node: Node, x, indices):
     """``jnp.take(x, indices, axis)`` with runtime integer indices; out of range is clamped."""
-    return jnp.take(x, indices.astype(jnp.int32), axis=node.attrs.get("axis", 0), mode="clip")
+    return jnp.take(x, indices.astype(jnp.int32), axis=node.attrs["axis"], mode="clip")
 
 
-@register_rule("Pad")
+@register_rule("Pad", attrs={"pads": Attr("int_pairs", lo=-(1 << 30), hi=1 << 30), "value": Attr("number", 0.0), "mode": Attr("str", "constant", choices=("constant", "reflect", "edge", "wrap"))}, check=_check_pad)
 def _pad(node: Node, x):
     """Pad every dim by ``pads`` [[lo, hi]] (negative crops, constant mode); modes constant/reflect/edge/wrap."""
     a = node.attrs
     pads = _pairs(a["pads"])
-    mode = a.get("mode", "constant")
+    mode = a["mode"]
     if mode == "constant":
-        return lax.pad(x, jnp.asarray(a.get("value", 0.0), x.dtype), [(lo, hi, 0) for lo, hi in pads])
+        return lax.pad(x, jnp.asarray(a["value"], x.dtype), [(lo, hi, 0) for lo, hi in pads])
     return jnp.pad(x, pads, mode=mode)
 
 
-@register_rule("Reverse")
+@register_rule("Reverse", attrs={"axes": _AXES})
 def _reverse(node: Node, x):
     """Reverse the order along ``axes``."""
     return jnp.flip(x, tuple(node.attrs["axes"]))
 
 
-@register_rule("Tile")
+@register_rule("Tile", attrs={"reps": Attr("ints", lo=0, hi=1 << 30)}, check=_check_tile)
 def _tile(node: Node, x):
     """Repeat ``x`` ``reps[i]`` times along each dim."""
     return jnp.tile(x, tuple(node.attrs["reps"]))
@@ -710,42 +767,42 @@ _REDUCE = {
 }
 
 
-@register_rule("Reduce")
+@register_rule("Reduce", attrs={"reduction": Attr("str", choices=tuple(_REDUCE)), "axes": _AXES, "keepdims": Attr("bool", False)})
 def _reduce(node: Node, x):
     """Reduce ``x`` over ``axes`` with ``reduction`` (sum/mean/max/min/prod/any/all/logsumexp)."""
     a = node.attrs
-    return _REDUCE[a["reduction"]](x, axis=tuple(a["axes"]), keepdims=a.get("keepdims", False))
+    return _REDUCE[a["reduction"]](x, axis=tuple(a["axes"]), keepdims=a["keepdims"])
 
 
-@register_rule("ReduceArg")
+@register_rule("ReduceArg", attrs={"reduction": Attr("str", choices=("max", "min")), "axis": Attr("int", lo=-64, hi=63), "keepdims": Attr("bool", False)})
 def _reduce_arg(node: Node, x):
     """Index (int32) of the first max/min along ``axis``."""
     a = node.attrs
     fn = jnp.argmax if a["reduction"] == "max" else jnp.argmin
-    return fn(x, axis=a["axis"], keepdims=a.get("keepdims", False)).astype(jnp.int32)
+    return fn(x, axis=a["axis"], keepdims=a["keepdims"]).astype(jnp.int32)
 
 
-@register_rule("CumSum")
+@register_rule("CumSum", attrs={"axis": Attr("int", lo=-64, hi=63), "reverse": Attr("bool", False)})
 def _cumsum(node: Node, x):
     """Cumulative sum along ``axis`` (from the end with ``reverse``)."""
-    return lax.cumsum(x, axis=node.attrs["axis"] % x.ndim, reverse=node.attrs.get("reverse", False))
+    return lax.cumsum(x, axis=node.attrs["axis"] % x.ndim, reverse=node.attrs["reverse"])
 
 
-@register_rule("Iota")
+@register_rule("Iota", attrs={**_SHAPE, "axis": Attr("int", lo=0, hi=15), "dtype": Attr("str", "int32", choices=("int8", "int16", "int32", "int64", "uint8", "uint32", "float32", "float64"))}, check=_check_shape_spec)
 def _iota(node: Node, ref):
     """Index along ``axis`` of an array of a shape spec (``ref`` supplies the batch size)."""
     shape = _resolve_shape(node.attrs["shape"], _batch_of(node, ref))
-    return lax.broadcasted_iota(node.attrs.get("dtype", "int32"), shape, node.attrs["axis"])
+    return lax.broadcasted_iota(node.attrs["dtype"], shape, node.attrs["axis"])
 
 
-@register_rule("DotGeneral")
+@register_rule("DotGeneral", attrs={"contracting": Attr("int_lists", length=2, lo=-64, hi=63), "batch": Attr("int_lists", [[], []], length=2, lo=-64, hi=63)})
 def _dot_general(node: Node, a, b):
     """``lax.dot_general`` with ``contracting``/``batch`` dim lists, HIGHEST precision."""
-    (lc, rc), (lb, rb) = node.attrs["contracting"], node.attrs.get("batch", [[], []])
+    (lc, rc), (lb, rb) = node.attrs["contracting"], node.attrs["batch"]
     return lax.dot_general(a, b, ((tuple(lc), tuple(rc)), (tuple(lb), tuple(rb))), precision=_HIGHEST)
 
 
-@register_rule("Einsum")
+@register_rule("Einsum", attrs={"equation": Attr("str")})
 def _einsum(node: Node, *xs):
     """``jnp.einsum(equation, *xs)`` at HIGHEST precision."""
     return jnp.einsum(node.attrs["equation"], *xs, precision=_HIGHEST)
@@ -777,7 +834,7 @@ def _mm(a, b):
 
 def _lstm_cell(a: dict):
     """LSTM weights (W, R, b); gates i, f, g, o."""
-    act, ract = _ACTIVATIONS[a.get("activation", "Tanh")], _ACTIVATIONS[a.get("recurrent_activation", "Sigmoid")]
+    act, ract = _ACTIVATIONS[a["activation"]], _ACTIVATIONS[a["recurrent_activation"]]
 
     def project(x, w):
         return _mm(x, w[0].T) + w[2]
@@ -794,8 +851,8 @@ def _lstm_cell(a: dict):
 
 def _gru_cell(a: dict):
     """GRU weights (W, R, b_w, b_r); gates r, z, n."""
-    act, ract = _ACTIVATIONS[a.get("activation", "Tanh")], _ACTIVATIONS[a.get("recurrent_activation", "Sigmoid")]
-    before = a.get("linear_before_reset", True)
+    act, ract = _ACTIVATIONS[a["activation"]], _ACTIVATIONS[a["recurrent_activation"]]
+    before = a["linear_before_reset"]
 
     def project(x, w):
         return _mm(x, w[0].T) + w[2]
@@ -819,7 +876,7 @@ def _gru_cell(a: dict):
 
 def _rnn_cell(a: dict):
     """Elman RNN weights (W, R, b_w, b_r)."""
-    act = _ACTIVATIONS[a.get("activation", "Tanh")]
+    act = _ACTIVATIONS[a["activation"]]
 
     def project(x, w):
         return _mm(x, w[0].T) + w[2] + w[3]
@@ -836,14 +893,14 @@ def _recurrent(node: Node, inputs: tuple, make_cell, n_states: int):
     """Run the stacked, optionally bidirectional recurrence; returns (y, *final states)."""
     a = node.attrs
     n_weights, project, step = make_cell(a)
-    layers, dirs = int(a.get("num_layers", 1)), 2 if a.get("bidirectional", False) else 1
+    layers, dirs = int(a["num_layers"]), 2 if a["bidirectional"] else 1
     hidden = int(a["hidden_size"])
     x, rest = inputs[0], inputs[1:]
     n_w = layers * dirs * n_weights
     weights, init = rest[:n_w], rest[n_w:]
     if len(init) not in (0, n_states):
         raise UnsupportedModelError(f"{node.op} node {node.name!r}: expected 0 or {n_states} initial states, got {len(init)}")
-    batch_first = a.get("batch_first", True)
+    batch_first = a["batch_first"]
     seq = jnp.swapaxes(x, 0, 1) if batch_first else x  # [T, B, I]
     batch = seq.shape[1]
     finals: list[list] = [[] for _ in range(n_states)]
@@ -865,19 +922,39 @@ def _recurrent(node: Node, inputs: tuple, make_cell, n_states: int):
     return (y, *(jnp.stack(f) for f in finals))
 
 
-@register_rule("LSTM")
+_recurrent_attrs = {
+    "hidden_size": Attr("int", lo=1, hi=1 << 20), "num_layers": Attr("int", 1, lo=1, hi=64),
+    "bidirectional": Attr("bool", False), "batch_first": Attr("bool", True),
+    "activation": Attr("str", "Tanh", choices=tuple(_ACTIVATIONS)),
+    "recurrent_activation": Attr("str", "Sigmoid", choices=tuple(_ACTIVATIONS)),
+}
+
+
+def _check_recurrent(n_weights: int, n_states: int) -> Callable:
+    """The input count check of a recurrent op: x, the weights of every layer and direction, 0 or ``n_states`` states."""
+
+    def check(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+        a = node.attrs
+        weights = a["num_layers"] * (2 if a["bidirectional"] else 1) * n_weights
+        if len(node.inputs) not in (1 + weights, 1 + weights + n_states):
+            raise ValueError(f"expected {1 + weights} or {1 + weights + n_states} inputs, found {len(node.inputs)}")
+
+    return check
+
+
+@register_rule("LSTM", attrs=_recurrent_attrs, inputs=(1, math.inf), outputs=3, check=_check_recurrent(3, 2))
 def _lstm(node: Node, *inputs):
     """Multi-layer (bi)LSTM, torch semantics and gate order i, f, g, o; outputs (y, h_n, c_n)."""
     return _recurrent(node, inputs, _lstm_cell, 2)
 
 
-@register_rule("GRU")
+@register_rule("GRU", attrs={**_recurrent_attrs, "linear_before_reset": Attr("bool", True)}, inputs=(1, math.inf), outputs=2, check=_check_recurrent(4, 1))
 def _gru(node: Node, *inputs):
     """Multi-layer (bi)GRU, torch semantics and gate order r, z, n; outputs (y, h_n)."""
     return _recurrent(node, inputs, _gru_cell, 1)
 
 
-@register_rule("SimpleRNN")
+@register_rule("SimpleRNN", attrs=_recurrent_attrs, inputs=(1, math.inf), outputs=2, check=_check_recurrent(4, 1))
 def _simple_rnn(node: Node, *inputs):
     """Multi-layer (bi) Elman RNN: h' = act(W x + b_w + R h + b_r); outputs (y, h_n)."""
     return _recurrent(node, inputs, _rnn_cell, 1)
@@ -890,10 +967,10 @@ def _sdpa(q, k, v, mask, a: dict):
     scale = a.get("scale")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     s = _mm(q, jnp.swapaxes(k, -1, -2)) * scale
-    if a.get("is_causal", False):
+    if a["is_causal"]:
         s = jnp.where(jnp.tril(jnp.ones((q.shape[-2], k.shape[-2]), bool)), s, -jnp.inf)
     if mask is not None:
-        if a.get("mask_kind", "bool") == "bool":
+        if a["mask_kind"] == "bool":
             s = jnp.where(mask.astype(bool), s, -jnp.inf)
         else:
             s = s + mask
@@ -902,13 +979,13 @@ def _sdpa(q, k, v, mask, a: dict):
     return _mm(p, v)
 
 
-@register_rule("ScaledDotProductAttention")
+@register_rule("ScaledDotProductAttention", attrs=_SDPA)
 def _scaled_dot_product_attention(node: Node, q, k, v, mask=None):
     """softmax(q kᵀ · scale + mask) v, torch ``scaled_dot_product_attention`` semantics."""
     return _sdpa(q, k, v, mask, node.attrs)
 
 
-@register_rule("MultiHeadAttention")
+@register_rule("MultiHeadAttention", attrs={**_SDPA, "num_heads": Attr("int", lo=1, hi=1 << 16)})
 def _multi_head_attention(node: Node, query, key, value, wq, bq, wk, bk, wv, bv, wo, bo, mask=None):
     """Batch-first multi-head attention with input/output projections (``x @ w + b`` layout)."""
     h = int(node.attrs["num_heads"])

@@ -13,19 +13,26 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
 from ..format.graph import Node
-from .registry import register_rule
+from .registry import Attr, register_rule
+
+_MISSING = {"missing": Attr("number_or_nan")}
+
+
+def _check_width(node: Node, shapes, budget: int) -> None:
+    if node.attrs["n_out"] > budget:
+        raise ValueError(f"n_out {node.attrs['n_out']} is over this model's bound of {budget} outputs per row")
 
 def _missing_mask(x, missing):
     return jnp.isnan(x) if missing == "nan" else x == missing
 
 
-@register_rule("MissingMask")
+@register_rule("MissingMask", attrs=_MISSING)
 def _missing_mask_rule(node: Node, x):
     """Boolean mask of missing entries: ``isnan(x)`` when ``attrs["missing"] == "nan"``, else ``x == missing``."""
     return _missing_mask(x, node.attrs["missing"])
 
 
-@register_rule("FillMissing")
+@register_rule("FillMissing", attrs=_MISSING)
 def _fill_missing(node: Node, x, fill):
     """Replace missing entries (as in ``MissingMask``) of column j by ``fill[j]``."""
     return jnp.where(_missing_mask(x, node.attrs["missing"]), fill, x)
@@ -94,7 +101,7 @@ def _category_table(node: Node, idx, table):
     return _gather_per_column(table, idx)
 
 
-@register_rule("CategoryOneHot")
+@register_rule("CategoryOneHot", attrs={"n_out": Attr("int", lo=0)}, check=_check_width)
 def _category_one_hot(node: Node, idx, slots):
     """One-hot rows of width ``attrs["n_out"]``: entry (b, j) sets column ``slots[j, idx[b, j]]``, or none when -1."""
     n_out = node.attrs["n_out"]
@@ -137,7 +144,7 @@ def _less(x, hi, lo):
     return (x < hi) | ((x == hi) & (lo > 0))
 
 
-@register_rule("QuantileInterp")
+@register_rule("QuantileInterp", attrs={"output": Attr("str", choices=("uniform", "normal"))})
 def _quantile_interp(node: Node, x, q_hi, q_lo, refs, refs_c, bounds, clip):
     """QuantileTransformer's forward transform, per column j against quantiles ``q_hi[j] + q_lo[j]`` [F, Q].
 
@@ -175,7 +182,7 @@ def _power_branch(log_base, mu, mu_zero):
     return jnp.where(mu_zero, log_base, jnp.expm1(safe * log_base) / safe)
 
 
-@register_rule("PowerTransform")
+@register_rule("PowerTransform", attrs={"method": Attr("str", choices=("box-cox", "yeo-johnson"))})
 def _power_transform(node: Node, x, lambdas, is_zero, is_two, center, y_center, shift):
     """Per-column Yeo-Johnson (``method="yeo-johnson"``) or Box-Cox with ``lambdas`` [F], as ``y(x) - y(c) + shift``.
 
@@ -238,7 +245,7 @@ def _bspline_bases(x, t, degree):
     return jnp.stack(b, axis=-1), l - degree
 
 
-@register_rule("BSplineBasis")
+@register_rule("BSplineBasis", attrs={"degree": Attr("int", lo=0, hi=64), "n_out": Attr("int", lo=1), "mode": Attr("str", choices=("continue", "periodic", "error", "constant", "linear"))}, check=_check_width)
 def _bspline_basis(node: Node, x, knots, col_map, origin, span, f_lo, d_lo, f_hi, d_hi):
     """SplineTransformer: per column j, B-spline basis values at ``x[:, j]`` → [B, F * n_out].
 

@@ -83,7 +83,7 @@ import numpy as np
 from ..format.errors import MLEFormatError
 from ..format.graph import Node
 from .program import lowering_options
-from .registry import register_rule
+from .registry import ABSENT, Attr, register_rule
 from .tree_strategies import Forest, Layout, analyze, choose, derived, leaves, requested_strategy
 
 _EMPTY_I = np.zeros((0,), np.int32)
@@ -103,8 +103,8 @@ def _forest(node: Node, arrays: dict) -> Forest:
         extra = {k: params[f"{node.name}/{k}"] for k in _DERIVED}
     else:
         extra = derived(*fields[:5])
-    return Forest(*fields, float(attrs.get("cat_lo", -1.0)), float(attrs.get("cat_hi", 2.0**31)),
-                  bool(attrs.get("cat_integer", False)), **extra)
+    return Forest(*fields, float(attrs["cat_lo"]), float(attrs["cat_hi"]),
+                  bool(attrs["cat_integer"]), **extra)
 
 
 _DERIVED = ("t_key", "children", "row")
@@ -178,17 +178,31 @@ def _plan(node: Node, names: Sequence[str], inputs: Sequence[Any], batch: int, s
     return strategy, layout
 
 
+def _check_forest(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    """``max_depth`` at most the node count (deeper levels only revisit leaves), outputs within the bound."""
+    nodes = shapes[1] if len(shapes) > 1 else None
+    if nodes is not None and len(nodes) == 1 and node.attrs["max_depth"] > nodes[0]:
+        raise ValueError(f"attribute 'max_depth': {node.attrs['max_depth']} is more than the {nodes[0]} stored tree nodes")
+    if "n_targets" in node.attrs and node.attrs["n_targets"] > budget:  # TreeLeafIndex has none
+        raise ValueError(f"attribute 'n_targets': {node.attrs['n_targets']} is over this model's bound of {budget}")
+
+
+_TREE = {"max_depth": Attr("int", lo=0), "tree_range": Attr("ints", ABSENT, length=2, lo=0), "cat_lo": Attr("number", -1.0),
+         "cat_hi": Attr("number", 2.0**31), "cat_integer": Attr("bool", False)}
+_ENSEMBLE = {**_TREE, "n_targets": Attr("int", ABSENT, lo=1), "base": Attr("numbers", None, nullable=True),
+             "aggregate": Attr("str", "sum", choices=("sum", "mean"))}
+
 _V1 = ("feature", "threshold", "left", "right", "default_left", "values", "roots")
 _V2 = _V1 + ("tree_target",) + _DECISION[5:]
 
 
-@register_rule("TreeEnsemble")
+@register_rule("TreeEnsemble", attrs=_ENSEMBLE, inputs=(1 + len(_V1), 1 + len(_V1)), check=_check_forest)
 def _tree_ensemble(node: Node, x, *inputs):
     """Version 1: sum/mean of leaf ``values`` over trees, ``x <= threshold`` splits, NaN → default."""
     return _ensemble(node, x, _V1, inputs)
 
 
-@register_rule("TreeEnsemble", version=2)
+@register_rule("TreeEnsemble", version=2, attrs=_ENSEMBLE, inputs=(1 + len(_V1), 1 + len(_V2)), check=_check_forest)
 def _tree_ensemble_v2(node: Node, x, *inputs):
     """Version 2: adds missing intervals, categorical bitsets and per-tree target columns (module docstring)."""
     return _ensemble(node, x, _V2, inputs)
@@ -224,7 +238,7 @@ def _ensemble(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
 
     table = values[:, 0] if scalar else values
     acc = leaves(strategy, f, layout, roots, x, int(attrs["max_depth"]), platform, (table,), finish)
-    if attrs.get("aggregate", "sum") == "mean":
+    if attrs["aggregate"] == "mean":
         counts = jnp.maximum(jnp.zeros((n_out,), values.dtype).at[tree_target].add(1.0), 1.0) if per_tree else jnp.float32(roots.shape[0])
         acc = acc / counts
     if attrs.get("base") is not None:
@@ -242,13 +256,13 @@ def roots_input(node: Node) -> str | None:
     return node.inputs[at] if len(node.inputs) > at else None
 
 
-@register_rule("TreeLeafIndex")
+@register_rule("TreeLeafIndex", attrs=_TREE, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V1)), check=_check_forest)
 def _tree_leaf_index(node: Node, x, *inputs):
     """Version 1: leaf index per (row, tree) relative to the tree's root, ``[B, n_trees]`` int32."""
     return _leaf_index(node, x, _LEAF_V1, inputs)
 
 
-@register_rule("TreeLeafIndex", version=2)
+@register_rule("TreeLeafIndex", version=2, attrs=_TREE, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V2)), check=_check_forest)
 def _tree_leaf_index_v2(node: Node, x, *inputs):
     """Version 2: ``leaf_ids[leaf]`` per (row, tree) (or the index relative to the root if empty)."""
     return _leaf_index(node, x, _LEAF_V2, inputs)

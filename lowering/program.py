@@ -9,6 +9,7 @@ cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
 from __future__ import annotations
 
 import contextvars
+import math
 import hashlib
 import os
 import threading
@@ -18,9 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from ..format.graph import Graph
+from ..format.errors import MLEFormatError
+from ..format.graph import Graph, Node
 from .cache import compile_lowered, enable_persistent_cache
-from .registry import check_supported, get_rule
+from .registry import check_graph, get_rule, row_budget
 
 __all__ = ["evaluate", "Program", "bucket_for", "lowering_options"]
 
@@ -105,12 +107,56 @@ def _evaluate(graph: Graph, params: Mapping[str, Any], inputs: Sequence[Any], ou
         if wanted.intersection(node.outputs):
             needed.append(node)
             wanted.update(node.inputs)
+    shapes = lowering_options().get("shapes")  # set by Program's load-time abstract evaluation
     for node in reversed(needed):
         result = get_rule(node)(node, *(env[name] for name in node.inputs))
         if not isinstance(result, tuple):
             result = (result,)
         env.update(zip(node.outputs, result))
+        if shapes is not None:
+            _record_shapes(node, result, shapes, lowering_options()["row_budget"])
     return [env[graph.outputs[o]] for o in outputs]
+
+
+def _record_shapes(node: Node, result: tuple, shapes: dict[str, tuple], budget: int) -> None:
+    """Record the (one-row) shapes of a node's outputs; MLEFormatError if one is over ``budget`` elements."""
+    for name, value in zip(node.outputs, result):
+        shape = tuple(getattr(value, "shape", ()))
+        if math.prod(shape) > budget:
+            raise MLEFormatError(
+                f"node {node.name!r} (op {node.op}): output {name!r} has shape {list(shape)} for one row, "
+                f"over this model's bound of {budget} elements per row"
+            )
+        shapes[name] = shape
+
+
+#: ops whose output holds their first input's values (a label passes through them unchanged)
+_LABEL_PASS = frozenset({"Identity", "Cast", "Reshape", "ReshapeDims", "Squeeze", "SqueezeAxes"})
+
+
+def label_range(graph: Graph, shapes: Mapping[str, tuple]) -> int | None:
+    """How many class indices the ``label`` output takes, where its producing op says (else ``None``).
+
+    ``ArgMax``/``ReduceArg``: the size of the reduced axis; ``Greater``,
+    ``GreaterEqual``, ``Compare``: 2; ``OvoVote``: ``n_classes``; through
+    ops that pass values on unchanged. ``shapes``: :attr:`Program.value_shapes`.
+    """
+    producers = {out: node for node in graph.nodes for out in node.outputs}
+    value = graph.outputs.get("label")
+    while value in producers:
+        node = get_rule(producers[value]).validate(producers[value])
+        if node.op in _LABEL_PASS:
+            value = node.inputs[0]
+        elif node.op in ("ArgMax", "ReduceArg"):
+            shape = shapes.get(node.inputs[0])
+            return None if shape is None or not -len(shape) <= node.attrs["axis"] < len(shape) else shape[node.attrs["axis"]]
+        elif node.op in ("Greater", "GreaterEqual", "Compare"):
+            return 2
+        elif node.op == "OvoVote":
+            return node.attrs["n_classes"]
+        else:
+            return None
+    return None
 
 
 def bucket_for(n: int, buckets: str | Sequence[int] | None, max_tile: int) -> int:
@@ -151,7 +197,7 @@ class Program:
         max_tile: int = DEFAULT_MAX_TILE,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        check_supported(graph)
+        check_graph(graph, tensors)
         self.options = dict(options or {})
         self.graph = graph
         self.device = resolve_device(device)
@@ -170,6 +216,32 @@ class Program:
         self._rule_cache: dict[Any, Any] = {}
         self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
         self._digest: str | None = None
+        #: the shape of every value the graph outputs depend on, for a batch of one row
+        self.value_shapes: dict[str, tuple] = self._abstract_shapes(row_budget(graph, tensors))
+
+    def _abstract_shapes(self, budget: int) -> dict[str, tuple]:
+        """Trace every output for one row without computing it (``jax.eval_shape``), at load.
+
+        A node that cannot run on its inputs' shapes, or whose output would
+        hold more than ``budget`` elements per row, is refused with
+        :class:`MLEFormatError` here rather than at the first call.
+        """
+        shapes: dict[str, tuple] = {v.name: (1, *v.shape[1:]) for v in self.graph.inputs}
+        options = {**self.options, "platform": self.device.platform, "host": self._host_tensors,
+                   "cache": self._rule_cache, "choices": {}, "shapes": shapes, "row_budget": budget}
+        outputs = list(self.graph.outputs)
+        inputs = [jax.ShapeDtypeStruct((1, *v.shape[1:]), np.dtype(v.dtype)) for v in self.graph.inputs]
+        params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self._host_tensors.items()}
+        jax.eval_shape(lambda p, *xs: evaluate(self.graph, p, xs, outputs, {**options, "params": p}), params, *inputs)
+        return shapes
+
+    def check_classes(self, n_classes: int) -> None:
+        """MLEFormatError if the ``label`` output can take a class index past ``n_classes`` labels."""
+        n = label_range(self.graph, self.value_shapes)
+        if n is not None and n > n_classes:
+            raise MLEFormatError(
+                f"metadata.classes: {n_classes} class labels, but graph output 'label' takes {n} values"
+            )
 
     @property
     def params(self) -> dict[str, jax.Array]:

@@ -168,6 +168,8 @@ class Model:
             # an encrypted model's programs hold decrypted values: never in the on-disk compilation cache
             options={"tree_strategy": tree_strategy, "persistent_cache": not mfile.encrypted},
         )
+        if self.classes_ is not None:
+            self.program.check_classes(len(self.classes_))
         self._ranged: dict[tuple[int, int], Program] = {}  # one Program per iteration range asked for
 
     # --- description -----------------------------------------------------------------
@@ -461,6 +463,9 @@ def _decode_classes(spec: Any) -> np.ndarray | None:
         np_dtype = np.dtype(dtype)
         if np_dtype.kind not in "biufU":
             raise ValueError(f"label dtype {dtype} is not allowed")
+        if np_dtype.kind == "U":  # never wider than the labels present: '<U100000000' must not allocate gigabytes
+            longest = max((len(str(v)) for v in values), default=1)
+            np_dtype = np.dtype(f"<U{max(1, min(np_dtype.itemsize // 4, longest))}")
         return np.asarray(values, dtype=np_dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         raise MLEFormatError(f"metadata.classes: {exc}") from None

@@ -1,4 +1,4 @@
-"""Property: any mutation, truncation or splice of a valid file loads as a valid model or raises an MLEError.
+"""Property: any mutation, truncation or splice of a valid file loads and predicts as a valid model or raises an MLEError.
 
 Runs the hypothesis engine of ``benchmarks/fuzz_loader.py`` (seeds: plain,
 zstd, version 1, signed, encrypted, signed + encrypted + compressed) for a
