@@ -197,7 +197,7 @@ def quantization_error(loaded: Any, graph: Graph, tensors: Mapping[str, np.ndarr
 
     arrays = loaded._prepare_all(list(inputs))
     kinds = sorted(set(methods.values()))
-    reference = dict(zip(kinds, Program(graph, tensors).run(kinds, arrays)))
+    reference = dict(zip(kinds, Program(graph, tensors, options=loaded.program.options).run(kinds, arrays)))  # same options: an encrypted model stays out of the compilation cache
     ours = dict(zip(kinds, loaded.program.run(kinds, arrays)))
     report: dict[str, Any] = {}
     for method, kind in methods.items():
