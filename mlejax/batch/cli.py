@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MLEError, ValueError, OSError) as exc:
         print(f"mle-score: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"mle-score: interrupted; {args.output} was not written", file=sys.stderr)
+        return 130
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
 

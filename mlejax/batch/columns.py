@@ -99,7 +99,7 @@ class ScoringSpec:
         ``columns`` default to the model's ``feature_names_in_`` where it has
         them (all columns, in order, for a ``positional`` source such as a
         ``.npy`` array), else every column in ``numeric`` (default: all) in
-        source order. Extra columns are ignored.
+        source order, less the ``keep`` columns. Extra columns are ignored.
         """
         method = method or default_method(model)
         if method not in model.methods:
@@ -111,7 +111,7 @@ class ScoringSpec:
         elif feature_names is not None and not positional:
             inputs = [str(c) for c in feature_names]
         else:
-            inputs = [n for n in names if numeric is None or n in set(numeric)]
+            inputs = [n for n in names if (numeric is None or n in set(numeric)) and n not in {str(k) for k in keep}]
         keep = [str(k) for k in keep]
         missing = [n for n in dict.fromkeys(inputs + keep) if n not in names]
         if missing:

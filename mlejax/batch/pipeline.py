@@ -91,12 +91,12 @@ def score(
     schema = _output_schema(spec, src.schema)
     runner = ShardedRunner(model, spec.output, devices)
     rows_per_batch = batch_rows or pick_batch_rows(model, spec.dtype.itemsize * len(spec.inputs) + 8 * len(spec.output_names), devices)
-    out = open_sink(sink, schema, overwrite=overwrite)
-    run = _Run(spec, src, runner, out, rows_per_batch, _progress_bar(progress, src.num_rows))
+    bar = _progress_bar(progress, src.num_rows)
     try:
+        run = _Run(spec, src, runner, open_sink(sink, schema, overwrite=overwrite), rows_per_batch, bar)
         result = run.go()
     finally:
-        run.bar.close()
+        bar.close()
     return ScoreReport(
         rows=run.rows, seconds=time.perf_counter() - start, stages={k: run.stages[k] for k in STAGES},
         peak_rss_bytes=peak_rss_bytes(), devices=[str(d) for d in devices], method=spec.method, columns=list(spec.inputs),
@@ -134,11 +134,14 @@ class _Run:
             for t in threads:
                 while t.is_alive():
                     t.join(0.1)
-        if self.error is not None:
-            self.sink.abort()
-            raise self.error
         start = time.perf_counter()
-        result = self.sink.close()
+        try:
+            if self.error is not None:
+                raise self.error
+            result = self.sink.close()
+        except BaseException:
+            self.sink.abort()
+            raise
         self.stages["write"] += time.perf_counter() - start
         return result
 
@@ -274,6 +277,6 @@ def _output_schema(spec: ScoringSpec, source: pa.Schema) -> pa.Schema:
 
 def _progress_bar(progress: bool, total: int | None) -> Any:
     """A tqdm bar on stderr with rows/s and ETA; off when ``progress`` is false or stderr is not a terminal."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, unit="rows", unit_scale=True, desc="mle-score", disable=None if progress else True, smoothing=0.1)
