@@ -28,6 +28,8 @@ from helpers import assert_close, assert_same_labels
 from mlejax.serve import create_app
 from mlejax.serve.batcher import Batcher, QueueFull
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 ROWS = 8  # max_batch_rows of the servers here: 4 buckets to compile per method
 N_FEATURES = 6
 
@@ -370,7 +372,8 @@ BAD_REQUESTS = [
     ("not UTF-8", "/v2/models/rf/infer", b"\xff\xfe{}", {}, 400, "JSON"),
     ("deep JSON", "/v2/models/rf/infer", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}, 400, "nested too deeply"),
     ("huge integer", "/v2/models/rf/infer", _v2(data=[0] * 5).replace(b"[0, 0", b"[" + b"9" * 5000 + b", 0"), {}, 400, "too large"),
-    ("huge float", "/v2/models/rf/infer", _v2().replace(b"0.5", b"1e999", 1), {}, 400, "overflows"),
+    ("integer past float64", "/v2/models/rf/infer", _v2(data=[0] * 5).replace(b"[0, 0", b"[" + b"9" * 400 + b", 0"), {}, 400, "overflows FP32"),
+    ("huge float", "/v2/models/rf/infer", _v2().replace(b"0.5", b"1e999", 1), {}, 400, "overflow FP32"),
     ("FP32 overflow", "/v2/models/rf/infer", _v2().replace(b"0.5", b"1e300", 1), {}, 400, "overflow FP32"),
     ("Infinity literal", "/v2/models/rf/infer", _v2().replace(b"0.5", b"-Infinity", 1), {}, 400, "-Infinity is not a number"),
     ("not an object", "/v2/models/rf/infer", b"[1, 2]", {}, 400, "JSON object"),

@@ -399,7 +399,7 @@ def create_app(
     models: Mapping[str, Any] | Sequence[Any],
     *,
     max_batch_rows: int = 256,
-    max_delay_ms: float = 1.0,
+    max_delay_ms: float = 0.0,
     max_queue: int = 1024,
     max_body_bytes: int = 16 << 20,
     device: Any = None,

@@ -6,7 +6,8 @@ waits at most ``max_delay_ms`` for more when the batch is not full, runs the
 merged batch once in a thread (the event loop keeps serving), and hands each
 caller its own rows. A full queue refuses new requests (:class:`QueueFull`)
 instead of growing. While one batch runs, the next one gathers, so under load
-batches form without any added delay.
+batches form even with ``max_delay_ms=0`` (the default of :func:`~mlejax.serve.create_app`),
+which adds no latency when requests are few.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Batcher:
         self.on_batch = on_batch
         self.on_depth = on_depth
         self._items: collections.deque[_Item] = collections.deque()
-        self._wake: asyncio.Event | None = None
+        self._waiter: asyncio.Future | None = None  # the worker sleeps on it; submit and close wake it
         self._task: asyncio.Task | None = None
         self._closed = False
 
@@ -87,20 +88,31 @@ class Batcher:
             raise QueueFull(f"{len(self._items)} requests are queued (the server's --max-queue)")
         loop = asyncio.get_running_loop()
         if self._task is None:
-            self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
         item = _Item(arrays, loop.create_future())
         self._items.append(item)
         self.on_depth(len(self._items))
-        self._wake.set()
+        self._wake()
         return item.future
 
     async def close(self) -> None:
         """Stop taking requests; return once every queued request has been answered."""
         self._closed = True
         if self._task is not None:
-            self._wake.set()
+            self._wake()
             await self._task
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
+        """Until :meth:`_wake` (or ``seconds`` pass)."""
+        self._waiter = loop.create_future()
+        timer = None if seconds is None else loop.call_later(seconds, self._wake)
+        await self._waiter
+        if timer is not None:
+            timer.cancel()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,8 +120,7 @@ class Batcher:
             if not self._items:
                 if self._closed:
                     return
-                self._wake.clear()
-                await self._wake.wait()
+                await self._sleep(loop, None)
                 continue
             batch = await self._gather(loop)
             if batch:
@@ -125,11 +136,7 @@ class Batcher:
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._closed:
                     break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+                await self._sleep(loop, remaining)
                 continue
             if batch and rows + self._items[0].rows > self.max_batch_rows:
                 break

@@ -71,7 +71,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch-rows", type=int, default=256, help="rows per merged model call, and per request")
-    parser.add_argument("--max-delay-ms", type=float, default=1.0, help="how long a batch that is not full waits for more")
+    parser.add_argument("--max-delay-ms", type=float, default=0.0,
+                        help="how long a batch that is not full waits for more (default 0: batches still form while the previous one runs)")
     parser.add_argument("--max-queue", type=int, default=1024, help="requests waiting per model method before 503")
     parser.add_argument("--max-body-bytes", type=int, default=16 << 20, help="larger request bodies get 413")
     parser.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")

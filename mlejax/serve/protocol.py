@@ -40,8 +40,6 @@ DATATYPES: dict[str, np.dtype] = {
     "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
     "BYTES": np.dtype(object),
 }
-#: Integer literals longer than this (sign included) are refused: no supported dtype holds them.
-_MAX_INT_CHARS = 20
 
 
 def datatype_of(dtype: np.dtype) -> str:
@@ -90,19 +88,6 @@ class InferRequest:
         return int(self.inputs[0].shape[0])
 
 
-def _parse_int(text: str) -> int:
-    if len(text) > _MAX_INT_CHARS:
-        raise InputError(f"integer literal of {len(text)} digits is too large for any input datatype")
-    return int(text)
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise InputError(f"number {text[:40]!r} overflows a 64-bit float")
-    return value
-
-
 def _parse_constant(text: str) -> float:
     if text == "NaN":  # not JSON, but what Python's json (and so tritonclient) writes for a missing value
         return math.nan
@@ -110,15 +95,21 @@ def _parse_constant(text: str) -> float:
 
 
 def loads_json(data: bytes | str) -> Any:
-    """Parse a JSON document, refusing Infinity, numbers no dtype holds, and deep nesting (``NaN`` and ``null`` are NaN)."""
+    """Parse a JSON document; deep nesting and integer literals of thousands of digits are refused.
+
+    ``NaN`` and ``null`` mean a missing value; ``Infinity`` is refused. Numbers
+    too large for an input's datatype are refused by :func:`array_from_json`.
+    """
     try:
-        return json.loads(data, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        return json.loads(data, parse_constant=_parse_constant)
     except RecursionError:
         raise InputError("JSON nested too deeply") from None
     except UnicodeDecodeError:
         raise InputError("request body is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc}") from None
+    except ValueError as exc:  # an integer literal past Python's digit limit
+        raise InputError(f"number too large: {str(exc)[:80]}") from None
 
 
 def array_from_json(data: Any, dtype: np.dtype, shape: Sequence[int], name: str) -> np.ndarray:
@@ -130,13 +121,17 @@ def array_from_json(data: Any, dtype: np.dtype, shape: Sequence[int], name: str)
     except (ValueError, TypeError):
         raise InputError(f"input {name!r}: data is a ragged or too deeply nested list; send a flat list in row-major order") from None
     kind = arr.dtype.kind
-    if kind == "O":  # numbers mixed with null (or something else)
+    if kind == "O":  # numbers mixed with null, integers past 64 bits, or something else
         flat = arr.ravel().tolist()
         bad = next((v for v in flat if not (v is None or type(v) in (int, float))), None)
-        if bad is not None or dtype.kind != "f":
-            what = repr(bad)[:40] if bad is not None else "null"
-            raise InputError(f"input {name!r}: expected numbers ({datatype_of(dtype)}), found {what}")
-        arr = np.array(flat, dtype=np.float64)
+        if bad is not None:
+            raise InputError(f"input {name!r}: expected numbers ({datatype_of(dtype)}), found {repr(bad)[:40]}")
+        if dtype.kind != "f":
+            raise InputError(f"input {name!r}: values must be integers within the range of {datatype_of(dtype)} (no null)")
+        try:
+            arr = np.array(flat, dtype=np.float64)
+        except OverflowError:
+            raise InputError(f"input {name!r}: a number overflows {datatype_of(dtype)}") from None
         kind = "f"
     if kind not in "biuf" or (kind == "b") != (dtype.kind == "b"):
         found = "booleans" if kind == "b" else "non-numeric data"
