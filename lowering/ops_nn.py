@@ -197,7 +197,6 @@ from jax import lax
 from ..format.errors import UnsupportedModelError
 from ..format.graph import Node
 from .ops_core import binary_rule
-from .ops_core import AXIS
 from .registry import ABSENT, Attr, register_rule, shape_spec_elements
 
 # --- attribute declarations ----------------------------------------------------------
