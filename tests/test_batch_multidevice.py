@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
             pair = mle.score(model, X[:1000], batch_rows=500, device=jax.devices()[2:], **kw)
             assert every.devices == [str(d) for d in jax.devices()] and one.devices == ["cpu:0"] and len(pair.devices) == 2
             assert every.output.equals(one.output) and pair.output.equals(one.output), (type(native).__name__, method)
-            # 1003 rows: the last batch (3 rows) is padded to one row per device.
+            # 1003 rows: the last batch (3 rows) is padded, into the full batch's shape.
             ours = np.stack([c.to_numpy() for c in mle.score(model, X, batch_rows=1000, **kw).output.columns], 1).squeeze()
             if method == "predict":
                 assert (ours == model.predict(X)).all() and (ours == native.predict(X)).all()

@@ -130,6 +130,10 @@ def test_output_names_follow_the_method(tmp_path):
     out = mle.score(model, X, progress=False).output
     assert out.column_names == ["proba_ant", "proba_bee", "proba_cat"]
     assert_close(np.stack([c.to_numpy() for c in out.columns], 1), clf.predict_proba(X))
+    keyed = pa.table({"id": np.arange(300), **{f"c{j}": X[:, j] for j in range(5)}})  # no feature names: numeric columns but keep
+    out = mle.score(model, keyed, keep=["id"], progress=False).output
+    assert out.column_names == ["id", "proba_ant", "proba_bee", "proba_cat"]
+    assert_close(np.stack([c.to_numpy() for c in out.columns[1:]], 1), clf.predict_proba(X))
     out = mle.score(model, X, method="predict", progress=False).output
     assert out.column_names == ["label"] and out.schema.field("label").type == pa.string()
     assert_same_labels(out["label"].to_numpy(zero_copy_only=False), clf.predict(X))

@@ -117,7 +117,7 @@ class _Run:
     def __init__(self, spec: ScoringSpec, src: Source, runner: ShardedRunner, sink: Sink, batch_rows: int, bar: Any) -> None:
         self.spec, self.src, self.runner, self.sink, self.batch_rows, self.bar = spec, src, runner, sink, batch_rows, bar
         self.stages = dict.fromkeys(STAGES, 0.0)
-        self.rows = self.batches = 0
+        self.rows = self.batches = self.batches_read = 0
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.to_device: queue.Queue = queue.Queue(QUEUE_DEPTH)
@@ -199,11 +199,14 @@ class _Run:
                     yield self._prepare(pending, buffered)
                     pending, buffered = [], 0
         if buffered:
-            yield self._prepare(pending, buffered)
+            # After a full batch, the last one runs in the full batch's (compiled) shape: computing a few
+            # padding rows costs less than compiling another shape for a large model.
+            yield self._prepare(pending, buffered, self.batch_rows if self.batches_read else buffered)
 
-    def _prepare(self, pieces: list[tuple[Any, str]], rows: int) -> _Batch:
+    def _prepare(self, pieces: list[tuple[Any, str]], rows: int, shape_rows: int | None = None) -> _Batch:
         spec = self.spec
-        X = np.empty((self.runner.padded(rows), len(spec.inputs)), spec.dtype)
+        self.batches_read += 1
+        X = np.empty((self.runner.padded(shape_rows or rows), len(spec.inputs)), spec.dtype)
         X[rows:] = 0
         offset = 0
         for piece, where in pieces:
