@@ -5,7 +5,9 @@
 
     {"nan": [0, 2],     # raw columns where the source model raises on NaN
      "inf": [0, 1, 2],  # raw columns where it raises on +-inf
-     "by_name": true}   # a ColumnTransformer selects these columns by name: X must be a DataFrame
+     "by_name": true,   # a ColumnTransformer selects these columns by name: X must be a DataFrame
+     "categories": [[1, [2.0, 5.0, NaN]]]}  # raw column, its numeric categories: any other value raises
+                                           # (a one-hot / ordinal encoder with handle_unknown="error")
 
 scikit-learn validates the input of each step: a step whose ``allow_nan`` tag
 is false raises on NaN (``Input X contains NaN``), and nearly every step
@@ -44,11 +46,11 @@ def input_checks(model: Any, n_features: int | None) -> dict:
     ``n_features`` is ``None`` when the input is not one 2-D matrix (networks): nothing is refused.
     """
     if n_features is None or type(model).__module__.split(".")[0] != "sklearn":
-        return {"nan": [], "inf": [], "by_name": False}
-    columns = set(range(n_features))
+        return {"nan": [], "inf": [], "by_name": False, "categories": []}
+    columns = list(range(n_features))
     flow = _Flow()
-    flow.visit(model, columns, columns, raw=True)
-    return {"nan": sorted(flow.nan), "inf": sorted(flow.inf), "by_name": flow.by_name}
+    flow.visit(model, set(columns), set(columns), columns)
+    return {"nan": sorted(flow.nan), "inf": sorted(flow.inf), "by_name": flow.by_name, "categories": sorted(flow.categories.items())}
 
 
 class _Flow:
@@ -58,11 +60,12 @@ class _Flow:
         self.nan: set[int] = set()
         self.inf: set[int] = set()
         self.by_name = False
+        self.categories: dict[int, list[float]] = {}
 
-    def visit(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+    def visit(self, est: Any, nan_in: set[int], inf_in: set[int], columns: list[int] | None) -> tuple[set[int], set[int]]:
         """Note what ``est`` refuses of the raw columns whose NaN / inf reach it; return those that reach its output.
 
-        ``raw``: ``est`` reads the raw input itself (column selections are raw column indices).
+        ``columns``: the raw column of each column ``est`` reads, or ``None`` when it reads computed values.
         """
         if est is None or est == "passthrough":
             return nan_in, inf_in
@@ -71,47 +74,47 @@ class _Flow:
         name = type(est).__name__
         if name == "Pipeline":
             for _, step in est.steps:
-                nan_in, inf_in = self.visit(step, nan_in, inf_in, raw)
-                raw = raw and (step is None or step == "passthrough")
+                nan_in, inf_in = self.visit(step, nan_in, inf_in, columns)
+                columns = columns if step is None or step == "passthrough" else None
             return nan_in, inf_in
         if name == "ColumnTransformer":
-            return self._column_transformer(est, nan_in, inf_in, raw)
+            return self._column_transformer(est, nan_in, inf_in, columns)
         if name == "FeatureUnion":
-            return self._union([(t, nan_in, inf_in, False) for _, t in est.transformer_list])
+            return self._union([(t, nan_in, inf_in, columns) for _, t in est.transformer_list])
         if name in _DELEGATES:
-            return self._delegate(est, nan_in, inf_in, raw)
-        return self._step(est, nan_in, inf_in, raw)
+            return self._delegate(est, nan_in, inf_in, columns)
+        return self._step(est, nan_in, inf_in, columns)
 
     def _union(self, visits: list[tuple]) -> tuple[set[int], set[int]]:
         """Visit several estimators reading the same input; what reaches any of their outputs."""
         outs = [self.visit(*v) for v in visits]
         return set().union(*(o[0] for o in outs)), set().union(*(o[1] for o in outs))
 
-    def _delegate(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+    def _delegate(self, est: Any, nan_in: set[int], inf_in: set[int], columns: list[int] | None) -> tuple[set[int], set[int]]:
         subs = getattr(est, _DELEGATES[type(est).__name__])
         subs = list(subs) if isinstance(subs, list) else [subs]
         features = getattr(est, "estimators_features_", None)  # bagging: each estimator reads a subset of the columns
-        visits = [(sub, nan_in & set(f.tolist()), inf_in & set(f.tolist()), False) for sub, f in zip(subs, features)] if features is not None \
-            else [(sub, nan_in, inf_in, raw) for sub in subs if not isinstance(sub, str)]  # "drop"ped voters are strings
+        if features is not None and columns is not None:
+            visits = [(sub, nan_in & picked, inf_in & picked, sorted(picked))
+                      for sub, picked in ((sub, {columns[i] for i in f.tolist()}) for sub, f in zip(subs, features))]
+        else:
+            visits = [(sub, nan_in, inf_in, None if features is not None else columns) for sub in subs if not isinstance(sub, str)]
         if getattr(est, "passthrough", False):  # stacking: the final estimator also reads the input
-            visits.append((est.final_estimator_, nan_in, inf_in, False))
+            visits.append((est.final_estimator_, nan_in, inf_in, None))
         return self._union(visits)
 
-    def _column_transformer(self, ct: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
-        nan_out: set[int] = set()
-        inf_out: set[int] = set()
+    def _column_transformer(self, ct: Any, nan_in: set[int], inf_in: set[int], columns: list[int] | None) -> tuple[set[int], set[int]]:
+        visits = []
         for name, transformer, spec in ct.transformers_:
-            if raw:
-                self.by_name |= _names_columns(spec)
-                selected = set(ct._transformer_to_input_indices.get(name, range(ct.n_features_in_)))
-                nan, inf = self.visit(transformer, nan_in & selected, inf_in & selected, True)
-            else:
-                nan, inf = self.visit(transformer, nan_in, inf_in, False)
-            nan_out |= nan
-            inf_out |= inf
-        return nan_out, inf_out
+            if columns is None:
+                visits.append((transformer, nan_in, inf_in, None))
+                continue
+            self.by_name |= _names_columns(spec)
+            selected = [columns[i] for i in ct._transformer_to_input_indices.get(name, range(ct.n_features_in_))]
+            visits.append((transformer, nan_in & set(selected), inf_in & set(selected), selected))
+        return self._union(visits)
 
-    def _step(self, est: Any, nan_in: set[int], inf_in: set[int], raw: bool) -> tuple[set[int], set[int]]:
+    def _step(self, est: Any, nan_in: set[int], inf_in: set[int], columns: list[int] | None) -> tuple[set[int], set[int]]:
         """One estimator that validates its own input (meta-estimators: through their ``allow_nan`` tag)."""
         from sklearn.utils import get_tags
 
@@ -119,6 +122,8 @@ class _Flow:
         if top in _BOOSTERS:
             return set(), set()
         name = type(est).__name__
+        if columns is not None and name in ("OneHotEncoder", "OrdinalEncoder") and est.handle_unknown == "error":
+            self._known_categories(est, columns)
         if name == "FunctionTransformer" and not est.validate:  # also a ColumnTransformer's remainder="passthrough"
             return nan_in, inf_in
         if not get_tags(est).input_tags.allow_nan:
@@ -131,10 +136,18 @@ class _Flow:
             inf_in = set()
         if not hasattr(est, "transform") or name in _NAN_STOPPERS or _encodes_missing(est):
             return set(), set()
-        if selector and raw:  # only the selected raw columns come out
-            kept = set(est.get_support(indices=True).tolist())
+        if selector and columns is not None:  # only the selected raw columns come out
+            kept = {columns[i] for i in est.get_support(indices=True).tolist()}
             return nan_in & kept, inf_in & kept
         return nan_in, inf_in
+
+    def _known_categories(self, encoder: Any, columns: list[int]) -> None:
+        """Record the numeric categories of an encoder that raises on unknown values (string columns: the host encoding)."""
+        for column, categories in zip(columns, encoder.categories_):
+            if categories.dtype.kind in "biuf":
+                values = [float(v) for v in categories]
+                known = self.categories.get(column)  # two encoders of one column: the values both know
+                self.categories[column] = values if known is None else [v for v in known if _member(v, values)]
 
 
 def _names_columns(spec: Any) -> bool:
@@ -148,3 +161,8 @@ def _encodes_missing(est: Any) -> bool:
     """An OrdinalEncoder whose ``encoded_missing_value`` is a number: NaN does not come out."""
     value = getattr(est, "encoded_missing_value", None) if type(est).__name__ == "OrdinalEncoder" else None
     return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _member(value: float, values: list[float]) -> bool:
+    """``value in values``, with NaN equal to NaN."""
+    return value in values or (math.isnan(value) and any(math.isnan(v) for v in values))

@@ -216,20 +216,23 @@ class HostEncoder:
 
 
 class InputChecks:
-    """The checks of raw input that the source model makes and an XLA program cannot: NaN, infinity, column names.
+    """The checks of raw input that the source model makes and an XLA program cannot.
+
+    NaN, infinity, columns selected by name, unknown numeric categories.
 
     Built from metadata ``"input_checks"`` (written by ``mlejax.exporters._input_checks``,
     which documents it). Files without it are not checked.
     """
 
     def __init__(self, spec: Any, n_features: int, names: list[str] | None, source: str) -> None:
-        if not isinstance(spec, dict) or set(spec) != {"nan", "inf", "by_name"} or not isinstance(spec["by_name"], bool):
-            raise MLEFormatError("metadata.input_checks: expected {nan: [columns], inf: [columns], by_name: bool}")
+        if not isinstance(spec, dict) or set(spec) != {"nan", "inf", "by_name", "categories"} or not isinstance(spec["by_name"], bool):
+            raise MLEFormatError("metadata.input_checks: expected {nan: [columns], inf: [columns], by_name: bool, categories: [...]}")
         for key in ("nan", "inf"):
-            cols = spec[key]
-            if not isinstance(cols, list) or not all(type(c) is int and 0 <= c < n_features for c in cols) or len(set(cols)) != len(cols):
+            cols = _list(spec[key], key)
+            if not all(type(c) is int and 0 <= c < n_features for c in cols) or len(set(cols)) != len(cols):
                 raise MLEFormatError(f"metadata.input_checks.{key}: expected distinct column indices below {n_features}")
         self.nan, self.inf, self.by_name = set(spec["nan"]), set(spec["inf"]), spec["by_name"]
+        self._categories = [_known_values(entry, n_features) for entry in _list(spec["categories"], "categories")]
         checked = sorted(self.nan | self.inf)
         #: columns to scan (``None``: every raw column)
         self._columns: list[int] | None = None if len(checked) == n_features else checked
@@ -254,10 +257,28 @@ class InputChecks:
                 f"{(self._names or [])[:10]}{' ...' if len(self._names or []) > 10 else ''}"
             )
 
+    def check_values(self, X: np.ndarray, finite: bool = True) -> None:
+        """Raise :class:`InputError` where the source model raises on values of ``X`` (the graph input, raw columns first).
+
+        Unknown numeric categories, and with ``finite`` NaN or infinity (:meth:`check_finite`).
+        """
+        for column, values, nan_known in self._categories:
+            col = X[:, column]
+            unknown = ~np.isin(col, values) & ~(nan_known & np.isnan(col))
+            if unknown.any():
+                found = sorted(set(col[unknown].tolist()), key=str)
+                raise InputError(
+                    f"Found unknown categories {found[:10]} in column {self._label(column)} during transform; the model knows "
+                    f"{values.tolist()[:10]}{' ...' if values.size > 10 else ''}{' and NaN' if nan_known else ''} there "
+                    "(fitted with handle_unknown='error')"
+                )
+        if finite:
+            self.check_finite(X)
+
     def check_finite(self, X: np.ndarray) -> None:
         """Raise :class:`InputError` naming the columns with NaN or infinity where the source model refuses them.
 
-        ``X`` is the graph input (float, raw columns first). One pass (a sum) when every value is finite.
+        One pass (a sum) when every value is finite.
         """
         if self._columns == [] or X.dtype.kind != "f":
             return
@@ -279,7 +300,24 @@ class InputChecks:
                 f"{self._source} does not accept them there; replace them with finite values, or pass check_finite=False to skip this check"
             )
 
+    def _label(self, j: int) -> str:
+        return repr(self._names[j]) if self._names else f"X[:, {j}]"
+
     def _count(self, found: list[tuple[int, int]]) -> str:
-        label = (lambda j: repr(self._names[j])) if self._names else (lambda j: f"X[:, {j}]")
-        shown = ", ".join(f"{label(j)} ({n} value{'s' if n > 1 else ''})" for j, n in found[:10])
+        shown = ", ".join(f"{self._label(j)} ({n} value{'s' if n > 1 else ''})" for j, n in found[:10])
         return f"{len(found)} column{'s' if len(found) > 1 else ''}: {shown}{' ...' if len(found) > 10 else ''}"
+
+
+def _list(value: Any, key: str) -> list:
+    if not isinstance(value, list):
+        raise MLEFormatError(f"metadata.input_checks.{key}: expected a list, found {type(value).__name__}")
+    return value
+
+
+def _known_values(entry: Any, n_features: int) -> tuple[int, np.ndarray, bool]:
+    """``(column, its known values as float32, whether NaN is known)`` from a ``[column, [values]]`` entry."""
+    ok = isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int and 0 <= entry[0] < n_features and isinstance(entry[1], list)
+    if not ok or not all(type(v) in (int, float) for v in entry[1]):
+        raise MLEFormatError(f"metadata.input_checks.categories: expected [column below {n_features}, [numbers]], found {str(entry)[:80]}")
+    values = np.asarray(entry[1], np.float64)
+    return entry[0], values[~np.isnan(values)].astype(np.float32), bool(np.isnan(values).any())

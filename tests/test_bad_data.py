@@ -202,8 +202,12 @@ def test_files_without_the_record_keep_passing_nan(exported, tmp_path):
     assert np.isnan(mle.load_model(tmp_path / "old.mle").predict_proba(rows)[0]).all()
 
 
-@pytest.mark.parametrize("bad", [{"nan": [0], "inf": []}, {"nan": [7], "inf": [], "by_name": False}, {"nan": ["a"], "inf": [], "by_name": False},
-                                 {"nan": [0, 0], "inf": [], "by_name": False}, {"nan": [], "inf": [], "by_name": 1}])
+OK_RECORD = {"nan": [], "inf": [], "by_name": False, "categories": []}
+
+
+@pytest.mark.parametrize("bad", [{"nan": [0], "inf": []}, {**OK_RECORD, "nan": [7]}, {**OK_RECORD, "nan": ["a"]}, {**OK_RECORD, "nan": [0, 0]},
+                                 {**OK_RECORD, "by_name": 1}, {**OK_RECORD, "inf": None}, {**OK_RECORD, "categories": [[0, ["a"]]]},
+                                 {**OK_RECORD, "categories": [[3, [1.0]]]}, {**OK_RECORD, "categories": [0]}])
 def test_malformed_record_fails_at_load(bad, exported, tmp_path):
     model, _ = exported["scaler+logistic"]
     mle.export_model(model, tmp_path / "ok.mle")
@@ -218,7 +222,7 @@ def test_boosters_and_networks_record_no_refusal(tmp_path):
     xgb = pytest.importorskip("xgboost")
     model = xgb.XGBClassifier(n_estimators=3, max_depth=2).fit(X, Y)
     m = roundtrip(model, CLEAN, tmp_path)
-    assert m.metadata["input_checks"] == {"nan": [], "inf": [], "by_name": False}
+    assert m.metadata["input_checks"] == OK_RECORD
     rows = CLEAN[:2].copy()
     rows[0] = [np.nan, np.inf, -np.inf]
     np.testing.assert_allclose(m.predict_proba(rows), model.predict_proba(rows), rtol=1e-5)
@@ -271,3 +275,20 @@ def test_column_transformer_by_name_refuses_arrays(tmp_path):
     np.testing.assert_array_equal(m.predict(FRAME), model.predict(FRAME))
     by_position = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), [0])], remainder="passthrough").fit(FRAME)
     assert roundtrip(by_position, FRAME, tmp_path, name="pos.mle").metadata["input_checks"]["by_name"] is False
+
+
+@pytest.mark.parametrize("encoder", [OneHotEncoder(), OrdinalEncoder()], ids=["onehot", "ordinal"])
+def test_unknown_numeric_category_raises_like_scikit_learn(encoder, tmp_path):
+    """handle_unknown="error" on numeric categories: a value not seen at fit raises (NaN too, unless it was seen)."""
+    data = np.array([[1.0, 2.0], [3.0, 5.0], [np.nan, 2.0], [1.0, 7.0]] * 10)
+    model = make_pipeline(encoder, _tree()).fit(data, np.arange(40) % 2)
+    m = roundtrip(model, data, tmp_path)
+    assert m.metadata["input_checks"]["categories"] == [[0, [1.0, 3.0, pytest.approx(np.nan, nan_ok=True)]], [1, [2.0, 5.0, 7.0]]]
+    np.testing.assert_array_equal(m.predict(data), model.predict(data))  # NaN is a known category of column 0
+    for bad, found in (([[1.0, 2.0], [4.0, 2.0]], r"\[4.0\] in column X\[:, 0\]"), ([[1.0, np.nan]], r"\[nan\] in column X\[:, 1\]")):
+        with pytest.raises(ValueError, match="Found unknown categories"):
+            model.predict(np.array(bad))
+        with pytest.raises(mle.InputError, match="Found unknown categories " + found):
+            m.predict(np.array(bad))
+    lenient = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression()).fit(data, np.arange(40) % 2)
+    assert roundtrip(lenient, data, tmp_path, name="lenient.mle").metadata["input_checks"]["categories"] == []
