@@ -18,7 +18,7 @@ writes the crashing input to disk.
 Usage:
     python benchmarks/fuzz_loader.py --runs 1000000            # atheris if installed, else hypothesis
     python benchmarks/fuzz_loader.py --engine hypothesis --runs 20000
-    python benchmarks/fuzz_loader.py --replay crash-<hash>    # re-run one saved input
+    python benchmarks/fuzz_loader.py --replay crash-<hash>    # re-run one saved input (.mle file or atheris input)
 
 ``tests/test_fuzz_loader.py`` runs the hypothesis engine for a bounded time
 in the default test suite.
@@ -282,21 +282,24 @@ def run_atheris(loader: Loader, mutator: Mutator, runs: int, workdir: str, instr
     """
     import atheris
 
-    seeds = mutator.seeds
-
     def one(data: bytes) -> None:
-        if len(data) > 4 and data[0] % 4 == 0:  # a seed, cut short, followed by libFuzzer's own bytes
-            seed = seeds[data[1] % len(seeds)]
-            keep = len(seed.data) - int.from_bytes(data[2:4], "little") % len(seed.data)
-            raw = seed.data[:keep] + data[4:]
-            loader.load(_fix(raw) if data[0] & 4 else raw, seed.loads[0])
-        else:  # our structured mutations, seeded by libFuzzer's bytes
-            loader.load(*mutator.mutate(random.Random(data)))
+        loader.load(*atheris_input(data, mutator))
 
     if instrument:
         _instrument_mlejax(atheris)
     atheris.Setup([sys.argv[0], f"-runs={runs}", "-rss_limit_mb=4096", "-timeout=30", "-print_final_stats=1"], one)
     atheris.Fuzz()
+
+
+def atheris_input(data: bytes, mutator: Mutator) -> tuple[bytes, dict]:
+    """The file and load arguments that libFuzzer's ``data`` stands for (see :func:`run_atheris`)."""
+    seeds = mutator.seeds
+    if len(data) > 4 and data[0] % 4 == 0:  # a seed, cut short, followed by libFuzzer's own bytes
+        seed = seeds[data[1] % len(seeds)]
+        keep = len(seed.data) - int.from_bytes(data[2:4], "little") % len(seed.data)
+        raw = seed.data[:keep] + data[4:]
+        return (_fix(raw) if data[0] & 4 else raw), seed.loads[0]
+    return mutator.mutate(random.Random(data))  # our structured mutations, seeded by libFuzzer's bytes
 
 
 def _instrument_mlejax(atheris: Any) -> None:
@@ -330,11 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="mlejax-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     seeds = build_seeds(workdir)
     loader, mutator = Loader(workdir), Mutator(seeds)
-    if args.replay:
+    if args.replay:  # a .mle file (loaded with every seed's load arguments) or an atheris input
         with open(args.replay, "rb") as fh:
             data = fh.read()
-        for kwargs in [k for s in seeds for k in s.loads]:
-            loader.load(data, kwargs)
+        if data.startswith(b"\x89MLE"):
+            for kwargs in [k for s in seeds for k in s.loads]:
+                loader.load(data, kwargs)
+        else:
+            loader.load(*atheris_input(data, mutator))
         print("no finding", loader.errors, loader.successes)
         return 0
     engine = args.engine
