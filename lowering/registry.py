@@ -27,22 +27,25 @@ from ..format.errors import MLEError, MLEFormatError, UnsupportedModelError
 from ..format.graph import Graph, Node
 
 __all__ = [
-    "Attr", "OpSpec", "Rule", "REQUIRED", "UndeclaredAttributeError", "register_rule", "get_rule", "check_graph",
+    "ABSENT", "Attr", "OpSpec", "Rule", "REQUIRED", "UndeclaredAttributeError", "register_rule", "get_rule", "check_graph",
     "check_supported", "registered_ops", "row_budget", "shape_spec_elements",
 ]
 
 Rule = Callable[..., object]
 
 
-class _Required:
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __repr__(self) -> str:
-        return "REQUIRED"
+        return self.name
 
 
 #: Default of an attribute the node must give.
-REQUIRED: Any = _Required()
+REQUIRED: Any = _Sentinel("REQUIRED")
 #: Default of an optional attribute left out of the rule's mapping when absent (the rule reads it with ``.get``).
-ABSENT: Any = type("_Absent", (), {"__repr__": lambda self: "ABSENT"})()
+ABSENT: Any = _Sentinel("ABSENT")
 
 #: Ints in attributes are bounded to this range unless an Attr says otherwise (no OverflowError downstream).
 INT_LIMIT = 2**31 - 1
