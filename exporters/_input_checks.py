@@ -50,7 +50,8 @@ def input_checks(model: Any, n_features: int | None) -> dict:
     columns = list(range(n_features))
     flow = _Flow()
     flow.visit(model, set(columns), set(columns), columns)
-    return {"nan": sorted(flow.nan), "inf": sorted(flow.inf), "by_name": flow.by_name, "categories": sorted(flow.categories.items())}
+    categories = [[column, values] for column, values in sorted(flow.categories.items())]
+    return {"nan": sorted(flow.nan), "inf": sorted(flow.inf), "by_name": flow.by_name, "categories": categories}
 
 
 class _Flow:
@@ -95,8 +96,8 @@ class _Flow:
         subs = list(subs) if isinstance(subs, list) else [subs]
         features = getattr(est, "estimators_features_", None)  # bagging: each estimator reads a subset of the columns
         if features is not None and columns is not None:
-            visits = [(sub, nan_in & picked, inf_in & picked, sorted(picked))
-                      for sub, picked in ((sub, {columns[i] for i in f.tolist()}) for sub, f in zip(subs, features))]
+            picks = [[columns[i] for i in f.tolist()] for f in features]
+            visits = [(sub, nan_in & set(pick), inf_in & set(pick), pick) for sub, pick in zip(subs, picks)]
         else:
             visits = [(sub, nan_in, inf_in, None if features is not None else columns) for sub in subs if not isinstance(sub, str)]
         if getattr(est, "passthrough", False):  # stacking: the final estimator also reads the input
