@@ -123,3 +123,35 @@ def test_bad_file_or_key_file_is_one_line_and_status_1(forests, tmp_path, capsys
     assert serve_main([str(out / "a.mle"), "--api-key-file", str(tmp_path / "empty"), "--port", "1"]) == 1
     err = capsys.readouterr().err
     assert "no API key" in err and "Traceback" not in err
+
+
+def test_workers_processes_each_serve(forests):
+    X, a, _, out = forests
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlejax.serve.cli", str(out / "a.mle"), "--port", str(port), "--workers", "2",
+         "--max-batch-rows", "2", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, ready_in_a_row = time.monotonic() + 300, 0
+        while ready_in_a_row < 10:  # both workers ready: answers come from either
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read().decode() if proc.poll() is not None else "not ready"
+            try:
+                ok = httpx.get(url + "/v2/health/ready", headers={"Connection": "close"}).status_code == 200
+            except httpx.TransportError:
+                ok = False
+            ready_in_a_row = ready_in_a_row + 1 if ok else 0
+            time.sleep(0.05)
+        doc = {"inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": X[:2].ravel().tolist()}]}
+        for _ in range(6):
+            r = httpx.post(url + "/v2/models/a/infer", json=doc, headers={"Connection": "close"})
+            assert r.status_code == 200, r.text
+            assert_close(np.asarray(r.json()["outputs"][0]["data"]), a.predict(X[:2]))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

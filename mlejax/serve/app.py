@@ -152,16 +152,19 @@ class _Server:
         task.add_done_callback(self._tasks.discard)
 
     async def _warm_all(self) -> None:
-        for name in list(self.pending):
-            version = self.pending[name]
-            await asyncio.get_running_loop().run_in_executor(self.executor, version.warm, self.max_batch_rows)
+        for name, version in list(self.pending.items()):
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor, version.warm, self.max_batch_rows)
+            except Exception:  # the model stays unready (503); the others are served
+                log.exception("warming up model %s failed; it will not become ready", name)
+                continue
             self._install(name, version)
             del self.pending[name]
             log.info("model %s ready", name)
 
     def _install(self, name: str, version: _Version) -> _Version | None:
         """Serve ``version`` of ``name`` from now on; return the version it replaces."""
-        for output, method in version.signature.methods.items():
+        for method in version.signature.methods.values():
             rows_hist = self.metrics.batch_rows.labels(name, method)
             depth = self.metrics.queue_depth.labels(name, method)
             version.batchers[method] = Batcher(
