@@ -49,17 +49,23 @@ _F32 = np.float32
 
 
 def _text(v: Any) -> str:
-    """CatBoost's string form of one categorical value (integral numbers and booleans in decimal)."""
+    """CatBoost's string form of one categorical value (integral numbers and booleans in decimal).
+
+    An integral float is read as its integer (a numeric array cannot hold ints beside floats); CatBoost
+    itself refuses floats. Other floats raise, as in CatBoost.
+    """
     if isinstance(v, str):
         return v
     if isinstance(v, (bool, int, np.bool_, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         if v != v:
-            raise ValueError("NaN")
-        return str(int(v)) if float(v).is_integer() else str(v)
+            raise ValueError("NaN value")
+        if not float(v).is_integer():
+            raise ValueError(f"non-integer number ({v})")
+        return str(int(v))
     if v is None or type(v).__name__ == "NAType":
-        raise ValueError("missing")
+        raise ValueError("missing value")
     return str(v)
 
 
@@ -81,7 +87,7 @@ def category_hashes(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         texts = [_text(v) for v in items]
     except ValueError as exc:
         raise InputError(
-            f"categorical column {name!r} has a {exc} value; CatBoost categorical values must be strings or integers"
+            f"categorical column {name!r} has a {exc}; CatBoost categorical values must be strings or integers"
         ) from None
     return np.fromiter((cityhash64(t.encode("utf-8")) & 0xFFFFFFFF for t in texts), np.uint32, len(texts)), inverse
 

@@ -292,3 +292,16 @@ def test_unknown_numeric_category_raises_like_scikit_learn(encoder, tmp_path):
             m.predict(np.array(bad))
     lenient = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression()).fit(data, np.arange(40) % 2)
     assert roundtrip(lenient, data, tmp_path, name="lenient.mle").metadata["input_checks"]["categories"] == []
+
+
+def test_catboost_refuses_a_fractional_number_in_a_categorical_column(tmp_path):
+    """CatBoost refuses floats in categorical features; mlejax reads integral floats as integers (numeric arrays) only."""
+    cb = pytest.importorskip("catboost")
+    data = np.array([["a", 1.0], ["b", 2.0], ["a", 3.0], ["c", 4.0]] * 10, dtype=object)
+    model = cb.CatBoostClassifier(iterations=3, depth=2, verbose=0, cat_features=[0]).fit(data, np.arange(40) % 2)
+    m = roundtrip(model, data, tmp_path)
+    rows = np.array([["a", 1.0], [1.5, 1.0]], dtype=object)
+    with pytest.raises(cb.CatBoostError, match="cat_features must be integer or string"):
+        model.predict(rows)
+    with pytest.raises(mle.InputError, match=r"categorical column '0' has a non-integer number \(1.5\); CatBoost categorical values must be"):
+        m.predict(rows)
