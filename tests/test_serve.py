@@ -498,11 +498,9 @@ def test_hot_reload_under_load_drops_nothing(tmp_path, data):
             seen, stop = [], asyncio.Event()
             async with httpx.AsyncClient(timeout=60) as http:
                 async def client():
-                    while not stop.is_set() or len(seen) < 40:
-                        r = await http.post(f"{srv.url}/v2/models/m/infer", json=v2_request(rows, ["output"]))
-                        seen.append(r)
-                        if len(seen) > 400:
-                            break
+                    while not stop.is_set() and len(seen) < 5000:  # bounded, whatever the reload takes
+                        seen.append(await http.post(f"{srv.url}/v2/models/m/infer", json=v2_request(rows, ["output"])))
+                        await asyncio.sleep(0.002)
                 loaders = [asyncio.ensure_future(client()) for _ in range(8)]
                 await asyncio.sleep(0.3)
                 reload = await http.post(f"{srv.url}/v2/repository/models/m/load")
@@ -515,7 +513,7 @@ def test_hot_reload_under_load_drops_nothing(tmp_path, data):
         assert reload.status_code == 200 and reload.json() == {"name": "m", "version": "2"}
         assert all(r.status_code == 200 for r in seen), [r.text for r in seen if r.status_code != 200][:3]
         versions = [r.json()["model_version"] for r in seen]
-        assert set(versions) == {"1", "2"} and versions.index("2") > 0
+        assert versions[0] == "1" and versions[-1] == "2" and len(seen) < 5000, (len(seen), versions[:3], versions[-3:])
         for r in seen:
             v = r.json()["model_version"]
             assert_close(_as_array(r.json()["outputs"][0]), want[v], what=f"version {v}")
