@@ -141,6 +141,15 @@ class ScoringSpec:
             out[:rows, j] = numeric_values(columns[name], name)
         return out
 
+    # The Model's own input checks and label mapping (private to mlejax; used only here).
+    def model_inputs(self, X: np.ndarray) -> list[np.ndarray]:
+        """Every graph input for matrix ``X``: the Model's checks, host encoding and defaults of optional inputs."""
+        return self.model._prepare_all([X])
+
+    def to_host(self, values: np.ndarray) -> np.ndarray:
+        """A raw graph output as the method returns it (class indices mapped to ``classes_``)."""
+        return self.model._to_host(self.output, values)
+
     def outputs(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Named output columns of one result (labels already mapped to ``classes_``)."""
         values = np.asarray(values)

@@ -63,7 +63,7 @@ def score(
       method: ``predict_proba`` (default where the model has it, else ``predict``),
         ``predict``, ``decision_function``, ``transform``, ...
       columns: the input columns, in the model's order. Default: the model's
-        ``feature_names_in_``, else every numeric column in source order.
+        ``feature_names_in_``, else every numeric column in source order but ``keep``.
       keep: columns copied unchanged to the output (row keys, to join on).
       batch_rows: rows per batch for all devices together; default: picked
         from the device memory (see :func:`~mlejax.batch.devices.pick_batch_rows`).
@@ -219,7 +219,7 @@ class _Run:
             except (InputError, ValueError, TypeError) as exc:
                 raise InputError(f"{where}: {exc}") from None
             offset += n
-        inputs = spec.model._prepare_all([X])  # the Model's own checks, host encoding and optional inputs
+        inputs = spec.model_inputs(X)
         return _Batch(rows, inputs, keep_table([p for p, _ in pieces], spec.keep) if spec.keep else None)
 
     def _device_loop(self) -> None:
@@ -246,7 +246,7 @@ class _Run:
         start = time.perf_counter()
         result.block_until_ready()
         ready = time.perf_counter()
-        values = self.spec.model._to_host(self.spec.output, np.asarray(result)[: batch.rows])
+        values = self.spec.to_host(np.asarray(result)[: batch.rows])
         self.stages["compute"] += ready - start
         self.stages["device_to_host"] += time.perf_counter() - ready
         self._put(self.to_writer, (batch, values))
