@@ -101,7 +101,6 @@ class _Csv(Source):
         import pyarrow.csv as pacsv
 
         self._path = path
-        self._open = pacsv.open_csv
         with pacsv.open_csv(path) as reader:
             schema = reader.schema
         super().__init__(schema, None, path)
@@ -111,7 +110,7 @@ class _Csv(Source):
 
         # Types are fixed from the first block (as inferred for the schema), so later blocks cannot change them.
         convert = pacsv.ConvertOptions(include_columns=list(columns), column_types={c: self.schema.field(c).type for c in columns})
-        reader = self._open(self._path, convert_options=convert)
+        reader = pacsv.open_csv(self._path, convert_options=convert)
         i, rows = 0, 0
         while True:
             where = f"{self._path}, block {i} (from row {rows})"
@@ -162,7 +161,8 @@ class _Numpy(Source):
 
     def pieces(self, columns: Sequence[str], batch_rows: int) -> Iterator[tuple[Any, str]]:
         for start in range(0, self._array.shape[0], batch_rows):
-            yield NumpyBlock(self._array[start : start + batch_rows]), f"{self.describe}, rows {start}-"
+            block = NumpyBlock(self._array[start : start + batch_rows])
+            yield block, f"{self.describe}, rows {start}-{start + block.num_rows - 1}"
 
 
 class _Table(Source):
