@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Sequence
 
-from .format.errors import MLEError
+from .cli import add_debug_flag, password_from_env, run_cli
 from .security import SecurityUtils
 
 __all__ = ["keygen_main", "sign_main", "verify_main"]
 
 
-def _password(var: str | None) -> str | None:
-    if var is None:
-        return None
-    if var not in os.environ:
-        raise SystemExit(f"error: environment variable {var} (from --password-env) is not set")
-    return os.environ[var]
-
-
 def _run(fn, argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> int:
-    args = parser.parse_args(argv)
-    try:
+    """Run ``fn(args)`` under :func:`mlejax.cli.run_cli` and print what it returns."""
+
+    def body(args: argparse.Namespace) -> int:
         print(fn(args))
-    except (MLEError, OSError, ValueError) as e:
-        print(f"{parser.prog}: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_cli(add_debug_flag(parser), argv, body)
 
 
 def keygen_main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +43,7 @@ def keygen_main(argv: Sequence[str] | None = None) -> int:
             if os.path.exists(path) and not a.force:
                 raise ValueError(f"{path} exists; pass --force to overwrite it")
         public, private = SecurityUtils.generate_keypair()
-        SecurityUtils.save_private_key(private, private_path, password=_password(a.password_env), raw=a.raw)
+        SecurityUtils.save_private_key(private, private_path, password=password_from_env(a.password_env), raw=a.raw)
         SecurityUtils.save_public_key(public, public_path, raw=a.raw)
         return f"wrote {private_path} and {public_path} (fingerprint {SecurityUtils.fingerprint(public)})"
 
@@ -68,7 +59,7 @@ def sign_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--password-env", metavar="VAR", help="password of the private key, from $VAR")
 
     def run(a: argparse.Namespace) -> str:
-        key = SecurityUtils.load_private_key(a.key, _password(a.password_env))
+        key = SecurityUtils.load_private_key(a.key, password_from_env(a.password_env))
         info = SecurityUtils.sign_model(a.model, key, a.output)
         return f"signed {info['path']} ({info['file_size_bytes']} bytes) with key {info['fingerprint']}"
 
