@@ -128,7 +128,7 @@ def inspect_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect_model
+    from .inspect import inspect_model, source_info
 
     info = inspect_model(args.model)
     if args.json:
@@ -139,7 +139,7 @@ def _inspect(args: argparse.Namespace) -> int:
         ("file", info["path"]),
         ("size", _fmt_bytes(info["file_size_bytes"])),
         ("format version", info["format_version"]),
-        ("source", meta.get("source", {}).get("estimator", "?")),
+        ("source", source_info(meta).get("estimator", "?")),
         ("methods", ", ".join(sorted(meta.get("methods", {})))),
         ("inputs", "; ".join(f"{i['name']} {i['dtype']}{i['shape']}" for i in info["inputs"])),
         ("outputs", ", ".join(info["outputs"])),

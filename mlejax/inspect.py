@@ -11,7 +11,13 @@ from .format.graph import Graph
 from .format.signing import fingerprint
 from .lowering import registered_ops
 
-__all__ = ["inspect_model"]
+__all__ = ["inspect_model", "source_info"]
+
+
+def source_info(metadata: dict) -> dict:
+    """``metadata["source"]`` (framework, version, estimator) as a map; ``{}`` when absent or not a map."""
+    source = metadata.get("source")
+    return source if isinstance(source, dict) else {}
 
 
 def inspect_model(

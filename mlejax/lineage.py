@@ -100,7 +100,9 @@ def capture(model: Any, *, training_data: Any = None, parent: Any = None) -> dic
 
 def from_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     """The full lineage of a file: framework and versions, parity report, and ``metadata["lineage"]``."""
-    source = meta.get("source", {})
+    from .inspect import source_info
+
+    source = source_info(meta)
     record = {
         "framework": source.get("framework"),
         "framework_version": source.get("framework_version"),

@@ -16,6 +16,7 @@ from .format.errors import InputError, MLEFormatError
 from .format.graph import Graph, ValueInfo
 from .format.policy import check_policy, signature_keys
 from .host import HostEncoder, InputChecks
+from .inspect import source_info
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
 from .predict_options import CHECK_FINITE, PredictOptions, SharedProgram
@@ -176,8 +177,7 @@ class Model:
     @property
     def source_estimator(self) -> str:
         """The source model's type as recorded at export (``metadata.source.estimator``), or "an unknown model"."""
-        source = self.metadata.get("source")
-        estimator = source.get("estimator") if isinstance(source, dict) else None
+        estimator = source_info(self.metadata).get("estimator")
         return "an unknown model" if estimator is None else str(estimator)
 
     @property

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..format import MLEFile
 from ..format.graph import Graph
+from ..inspect import source_info
 
 __all__ = ["describe", "breaking_changes", "diff"]
 
@@ -26,7 +27,7 @@ def describe(mfile: MLEFile) -> dict[str, Any]:
     if isinstance(host, dict):  # string categories encoded on the host: the caller passes the raw columns
         inputs[0] = {"name": inputs[0]["name"], "dtype": "mixed", "shape": [None, host.get("n_features")],
                      "feature_names": host.get("feature_names")}
-    source = meta.get("source", {})
+    source = source_info(meta)
     classes = meta.get("classes")
     return {
         "framework": source.get("framework"),
