@@ -54,6 +54,7 @@ def check(out: "pd.DataFrame", native, frame, method: str) -> None:
         assert_close(out[["proba_a", "proba_b", "proba_c"]].to_numpy(), native.predict_proba(frame[FEATURES]))
 
 
+@pytest.mark.xdist_group("ray")  # one xdist worker runs every Ray test, so one cluster starts
 @pytest.mark.parametrize("batch_format", ["pyarrow", "pandas", "numpy"])
 def test_ray_predictor(ray_cluster, case, batch_format):
     import ray.data
@@ -67,6 +68,7 @@ def test_ray_predictor(ray_cluster, case, batch_format):
     check(scored.to_pandas(), native, frame, "predict_proba")
 
 
+@pytest.mark.xdist_group("ray")
 def test_ray_score(ray_cluster, case):
     import ray.data
 
