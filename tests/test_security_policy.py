@@ -163,6 +163,9 @@ def test_odd_metadata_source_still_describes_the_model(linear, tmp_path, source)
     with pytest.raises(AttributeError, match="exported from an unknown model.*has no predict_proba"):
         m.predict_proba(X)
     np.testing.assert_allclose(m.predict(X), model.predict(X), rtol=1e-5, atol=1e-5)
+    from mlejax.cli import inspect_main
+
+    assert inspect_main([str(path)]) == 0
 
 
 def test_callable_in_metadata_never_runs(linear, tmp_path, monkeypatch):
