@@ -254,9 +254,10 @@ def test_cli(forest, data, files, tmp_path, capsys):
     table = pacsv.read_csv(out)
     assert_same_labels(table["label"].to_numpy(), native.predict(frame))
     assert cli_main(argv) == 1 and "exists" in capsys.readouterr().err
-    assert cli_main([*argv, "--overwrite", "--json", "--no-progress"]) == 0
+    assert cli_main([*argv, "--overwrite", "--json", "--no-progress", "--device", "0"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == N and report["output"] == str(out) and report["output_columns"] == ["label"]
+    assert report["devices"] == ["cpu:0"] and set(report["stages"]) == {"read", "host_to_device", "compute", "device_to_host", "write"}
 
 
 def test_import_mlejax_imports_no_batch_dependency():
