@@ -357,15 +357,19 @@ class Model:
             return self.classes_[value]
         return value
 
-    def _prepare_all(self, inputs: Sequence[Any], named: dict | None = None, check_finite: bool = True) -> list[np.ndarray]:
+    def _prepare_all(
+        self, inputs: Sequence[Any], named: dict | None = None, check_finite: bool = True, matched_by_name: bool = False
+    ) -> list[np.ndarray]:
         """Host arrays for every graph input: ``inputs`` in order, then ``named`` optional ones, then defaults.
 
         ``check_finite``: refuse NaN / infinity where the source model does (files that record it).
+        ``matched_by_name``: the caller already picked the columns by name (batch scoring, serving),
+        so a plain array is accepted where the model selects its columns by name.
         """
         if not isinstance(inputs, (list, tuple)):
             raise InputError(f"run()/benchmark() take a list of inputs (one per graph input), got {type(inputs).__name__}")
         given = self._options.complete(inputs, named or {})
-        if self._checks is not None:
+        if self._checks is not None and not matched_by_name:
             self._checks.check_columns(given[0])
         if self._host is not None:
             given = [self._host.apply(given[0]), *given[1:]]

@@ -175,6 +175,40 @@ def test_nulls_become_nan(tmp_path):
     assert_same_labels(out["label"].to_numpy(), hgb.predict(X))
 
 
+def test_nulls_where_the_model_refuses_nan_name_the_column_and_count(tmp_path):
+    """StandardScaler + LogisticRegression refuses NaN in scikit-learn; a null there is an InputError, not a silent label."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(300, 4, random_state=3)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    mle.export_model(model, tmp_path / "lr.mle", sample_input=X[:16])
+    bad = X.copy()
+    bad[[5, 9, 11], 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(bad)
+    table = pa.table({f"c{j}": pa.array(bad[:, j], from_pandas=True) for j in range(4)})
+    with pytest.raises(mle.InputError, match=r"NaN.*X\[:, 2\] \(3 values\)"):
+        mle.score(tmp_path / "lr.mle", table, progress=False)
+
+
+def test_column_transformer_selecting_by_name(tmp_path):
+    """Columns picked by name from the file feed a ColumnTransformer that selects by name (no DataFrame needed)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(300, 4, random_state=4)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    ct = ColumnTransformer([("scale", StandardScaler(), ["b", "d"])], remainder="passthrough")
+    model = make_pipeline(ct, LogisticRegression()).fit(frame, y)
+    mle.export_model(model, tmp_path / "ct.mle", sample_input=frame[:16])
+    shuffled = frame[["d", "c", "b", "a"]].assign(id=np.arange(300))
+    out = mle.score(tmp_path / "ct.mle", shuffled, keep=["id"], progress=False).output
+    assert_close(proba_of(out, model.classes_), model.predict_proba(frame))
+    assert out["id"].to_pylist() == list(range(300))
+
+
 def test_empty_input_gives_an_empty_output_with_the_schema(forest, data, tmp_path):
     _, model, _ = forest
     frame, _ = data
