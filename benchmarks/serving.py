@@ -10,13 +10,15 @@ Three servers score the same trained model, each as its own process on
   request, under uvicorn (one worker per core, one ORT thread each);
 - ``mle-serve``: mlejax's server, Open Inference Protocol JSON, dynamic batching.
 
-The load generator is asyncio + httpx in this process: ``c`` clients, each
-sending one request after another (one row, 28 float32 features, pre-encoded
-bodies cycling over held-out rows) for ``--seconds``, after a warm-up. It
+The load generator is asyncio in this process (httpx, or with ``--client raw``
+a minimal HTTP/1.1 keep-alive client that costs far less CPU): ``c`` clients,
+each on its own connection sending one request after another (one row, 28
+float32 features, pre-encoded bodies cycling over held-out rows) for
+``--seconds``, after a warm-up. It
 reports requests/s and the p50/p99 latency seen by the clients, and checks
 every server's answers against the native ``predict_proba`` first.
 
-    python benchmarks/serving.py [--models rf,xgb] [--clients 1,16,128] [--seconds 8]
+    python benchmarks/serving.py [--models rf,xgb] [--clients 1,16,128] [--seconds 8] [--client httpx|raw]
                                  [--servers flask+joblib,fastapi+ort,mle-serve] [--out benchmarks/results]
 
 Needs ``pip install "mlejax[serve]" httpx flask gunicorn fastapi onnxruntime skl2onnx onnxmltools xgboost psutil``.
@@ -182,26 +184,64 @@ class Server:
             self.proc.wait()
 
 
-async def load(server: Server, bodies: list[bytes], clients: int, seconds: float, warmup_s: float) -> dict:
-    """``clients`` concurrent request loops for ``seconds`` (after ``warmup_s``); req/s, p50/p99 ms, errors."""
-    import httpx
+class _RawConnection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: a load generator that costs far less CPU than httpx."""
 
+    def __init__(self, port: int, path: str) -> None:
+        self.port = port
+        self.head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: "
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, body: bytes) -> int:
+        """Send one request; its status code (reconnecting when the server closes the connection)."""
+        if self.streams is None:
+            self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.streams
+        writer.write(f"{self.head}{len(body)}\r\n\r\n".encode() + body)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        await reader.readexactly(length)
+        if "connection: close" in head:
+            writer.close()
+            self.streams = None
+        return int(head.split(" ", 2)[1])
+
+    async def aclose(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+
+
+class _HttpxConnection:
+    """One httpx client per simulated client (a shared pool of 128 connections costs httpx more CPU)."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.url = url
+        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=60)
+
+    async def post(self, body: bytes) -> int:
+        return (await self.http.post(self.url, content=body, headers={"Content-Type": "application/json"})).status_code
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+async def load(server: Server, bodies: list[bytes], clients: int, seconds: float, warmup_s: float, kind: str = "httpx") -> dict:
+    """``clients`` concurrent request loops for ``seconds`` (after ``warmup_s``); req/s, p50/p99 ms, errors."""
     latencies: list[float] = []
     errors = 0
-    url = server.url + server.path
-    headers = {"Content-Type": "application/json"}
-    # One connection per client, each its own httpx client: a shared pool of 128 connections costs httpx more CPU.
-    https = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=60) for _ in range(clients)]
+    conns = [_RawConnection(server.port, server.path) if kind == "raw" else _HttpxConnection(server.url + server.path) for _ in range(clients)]
 
     async def client(i: int, until: float, record: bool) -> None:
         nonlocal errors
         k = i
         while time.perf_counter() < until:
             start = time.perf_counter()
-            r = await https[i].post(url, content=bodies[k % len(bodies)], headers=headers)
+            status = await conns[i].post(bodies[k % len(bodies)])
             if record:
                 latencies.append(time.perf_counter() - start)
-                errors += r.status_code != 200
+                errors += status != 200
             k += clients
 
     try:
@@ -210,7 +250,7 @@ async def load(server: Server, bodies: list[bytes], clients: int, seconds: float
         await asyncio.gather(*(client(i, start + seconds, True) for i in range(clients)))
         elapsed = time.perf_counter() - start
     finally:
-        await asyncio.gather(*(h.aclose() for h in https))
+        await asyncio.gather(*(c.aclose() for c in conns))
     ms = np.asarray(latencies) * 1e3
     return {"clients": clients, "requests": len(latencies), "errors": errors, "req_per_s": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
@@ -235,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,16,128")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per concurrency level")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each level")
+    parser.add_argument("--client", choices=["httpx", "raw"], default="httpx",
+                        help="load generator: httpx, or a minimal asyncio HTTP/1.1 client that leaves more CPU to the servers")
     parser.add_argument("--mle-args", default="--max-batch-rows 256", help="extra mle-serve options")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args(argv)
@@ -253,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                     server.wait_ready(bodies[0])
                     err = check(server, model, X_score)
                     for c in clients:
-                        row = asyncio.run(load(server, bodies, c, args.seconds, args.warmup))
-                        row.update(model=label, server=kind, max_abs_err=err, command=server.command)
+                        row = asyncio.run(load(server, bodies, c, args.seconds, args.warmup, args.client))
+                        row.update(model=label, server=kind, max_abs_err=err, command=server.command, client=args.client)
                         results.append(row)
                         print(f"{kind:>13}  c={c:<4} {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
                               f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  (max |err| {err:.1e})", flush=True)

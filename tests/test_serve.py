@@ -239,13 +239,14 @@ def test_v1_predict(server, loaded, natives):
     assert r.status_code == 400 and "unknown method" in r.json()["error"]
 
 
-def test_v1_columns_by_feature_name(tmp_path, data):
+def test_string_labels_and_v1_columns_by_feature_name(tmp_path, data):
     pd = pytest.importorskip("pandas")
+    triton = pytest.importorskip("tritonclient.http")
     from sklearn.linear_model import LogisticRegression
 
     X, y3, _ = data
     frame = pd.DataFrame(np.nan_to_num(X), columns=[f"f{i}" for i in range(N_FEATURES)])
-    native = LogisticRegression(max_iter=200).fit(frame, y3)
+    native = LogisticRegression(max_iter=200).fit(frame, np.array(["low", "mid", "high"])[y3])
     mle.export_model(native, tmp_path / "lr.mle")
     srv = ServerThread(create_app({"lr": tmp_path / "lr.mle"}, max_batch_rows=4))
     try:
@@ -254,9 +255,21 @@ def test_v1_columns_by_feature_name(tmp_path, data):
         r = httpx.post(f"{srv.url}/v1/models/lr:predict", json={"columns": cols, "method": "predict_proba"})
         assert r.status_code == 200, r.text
         assert_close(np.asarray(r.json()["predictions"]), native.predict_proba(frame[:3]))
+        r = httpx.post(f"{srv.url}/v1/models/lr:predict", json={"columns": cols})
+        assert r.json()["predictions"] == native.predict(frame[:3]).tolist()
         del cols["f2"]
         r = httpx.post(f"{srv.url}/v1/models/lr:predict", json={"columns": cols})
         assert r.status_code == 400 and "f2" in r.json()["error"]
+        # string labels are BYTES: strings in JSON, length-prefixed in binary
+        rows = frame.to_numpy(np.float32)[:4]
+        (label,) = httpx.post(f"{srv.url}/v2/models/lr/infer", json=v2_request(rows, ["label"])).json()["outputs"]
+        assert label["datatype"] == "BYTES" and label["data"] == native.predict(frame[:4]).tolist()
+        client = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
+        inp = triton.InferInput("X", list(rows.shape), "FP32")
+        inp.set_data_from_numpy(rows)
+        got = client.infer("lr", [inp], outputs=[triton.InferRequestedOutput("label")]).as_numpy("label")
+        assert [v.decode() for v in got] == native.predict(frame[:4]).tolist()
+        client.close()
     finally:
         srv.stop()
 

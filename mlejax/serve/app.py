@@ -106,7 +106,7 @@ class _Server:
 
     def __init__(
         self, models: Mapping[str, Any], *, max_batch_rows: int, max_delay_ms: float, max_queue: int, max_body_bytes: int,
-        device: Any, api_keys: Sequence[str], reload_on_sighup: bool, threads: int,
+        device: Any, api_keys: Sequence[str], reload_on_sighup: bool, threads: int, warm_before_serving: bool,
     ) -> None:
         if max_batch_rows < 1 or max_queue < 1 or max_delay_ms < 0 or max_body_bytes < 1:
             raise ValueError("max_batch_rows, max_queue and max_body_bytes must be positive and max_delay_ms non-negative")
@@ -117,6 +117,7 @@ class _Server:
         self.device = device
         self.api_keys = [k.encode() for k in api_keys]
         self.reload_on_sighup = reload_on_sighup
+        self.warm_before_serving = warm_before_serving
         self.metrics = Metrics()
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mlejax-serve")
         self.sources: dict[str, str | None] = {}
@@ -135,7 +136,10 @@ class _Server:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette):
         loop = asyncio.get_running_loop()
-        self._spawn(self._warm_all())
+        if self.warm_before_serving:
+            await self._warm_all()
+        else:
+            self._spawn(self._warm_all())
         if self.reload_on_sighup and threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload_all()))
         try:
@@ -409,6 +413,7 @@ def create_app(
     api_keys: Sequence[str] = (),
     reload_on_sighup: bool = False,
     threads: int | None = None,
+    warm_before_serving: bool = False,
 ) -> Starlette:
     """An ASGI app serving ``models`` over the Open Inference Protocol, with dynamic batching.
 
@@ -425,12 +430,16 @@ def create_app(
       api_keys: if given, every route but health needs ``Authorization: Bearer <one of them>``.
       reload_on_sighup: reload every model from its file on SIGHUP (main thread only).
       threads: threads running model calls (default: CPU count, at least 2).
+      warm_before_serving: compile during the ASGI startup, so the server
+        accepts no connection before it is ready (what ``mle-serve --workers``
+        uses: a worker still compiling then never answers 503 beside a ready one).
     """
     if not isinstance(models, Mapping):
         models = {os.path.splitext(os.path.basename(os.fspath(p)))[0]: p for p in models}
     server = _Server(
         models, max_batch_rows=max_batch_rows, max_delay_ms=max_delay_ms, max_queue=max_queue, max_body_bytes=max_body_bytes,
         device=device, api_keys=api_keys, reload_on_sighup=reload_on_sighup, threads=threads or max(2, os.cpu_count() or 1),
+        warm_before_serving=warm_before_serving,
     )
     app = Starlette(routes=_routes(server), lifespan=server.lifespan, exception_handlers={HTTPException: _http_error})
     if server.api_keys:

@@ -4,8 +4,9 @@
 
 Each model is a path (served under its file's stem) or ``name=path``. SIGTERM
 stops taking connections, answers the requests in flight, then exits. SIGHUP
-reloads every model from its file (with ``--workers`` above 1, uvicorn
-restarts the worker processes instead).
+reloads every model from its file. With ``--workers`` above 1, each worker
+process compiles before it accepts a connection, and SIGHUP makes uvicorn
+restart the workers instead.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _app(settings: dict) -> Any:
         settings["models"], max_batch_rows=settings["max_batch_rows"], max_delay_ms=settings["max_delay_ms"],
         max_queue=settings["max_queue"], max_body_bytes=settings["max_body_bytes"], device=settings["device"],
         api_keys=read_api_keys(settings["api_key_file"]) if settings["api_key_file"] else (),
-        reload_on_sighup=settings["workers"] == 1,
+        reload_on_sighup=settings["workers"] == 1, warm_before_serving=settings["workers"] > 1,
     )
 
 
