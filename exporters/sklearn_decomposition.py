@@ -8,7 +8,7 @@ scikit-learn; its output is rounding noise amplified ~1e15 times, so it matches
 scikit-learn only within the float32 conditioning bound
 ``(n + 2) · u32 · (|x - mean_| @ |W|ᵀ)`` (see the PCA tests), not within 1e-5.
 ``PCA.score_samples`` is the probabilistic-PCA log-likelihood with the
-precision matrix factored as ``L Lᵀ`` at export.
+precision matrix factored as ``A Aᵀ - N Nᵀ`` at export.
 
 KernelPCA keeps its training rows (``X_fit_``) in the file; the centred
 kernel product ``K_c @ A`` (``A`` the scaled eigenvectors) is computed as
@@ -52,29 +52,38 @@ def convert_pca(model, x: str, ctx: ExportContext) -> dict:
 
 
 def _pca_log_likelihood(model, x: str, ctx: ExportContext) -> str | None:
-    """``-0.5 * (x - mean)ᵀ P (x - mean) - 0.5 * (F log 2π - log det P)`` with ``P = get_precision()``.
+    """``-0.5 * (x - mean)ᵀ P (x - mean) - 0.5 * (F log 2π - fast_logdet(P))`` with ``P = get_precision()``.
 
-    ``None`` (the method is left out) when the model's covariance is singular:
-    scikit-learn's own ``score_samples`` fails or is meaningless there.
+    ``P`` is split at export as ``A Aᵀ - N Nᵀ`` from its eigenvalues (positive
+    and negative parts), so the quadratic form follows scikit-learn's also when
+    rounding has left ``P`` indefinite (``noise_variance_`` near 0), where
+    scikit-learn still scores: ``-inf`` on every row unless ``det P > 0``
+    (``fast_logdet``). With ``P`` that ill-conditioned, scikit-learn's finite
+    scores are float64 rounding noise and agree only as far as that allows. ``None``
+    (the method is left out) when ``get_precision`` itself fails, as
+    scikit-learn's ``score_samples`` then does on every input.
     """
     b = ctx.builder
     try:
         precision = np.asarray(model.get_precision(), dtype=np.float64)
-    except np.linalg.LinAlgError:
+    except (np.linalg.LinAlgError, ValueError):  # singular covariance; infinities in the inversion lemma
         return None
-    precision = (precision + precision.T) / 2
-    eigval, eigvec = np.linalg.eigh(precision)
-    if not eigval.min() > 0:
+    if not np.all(np.isfinite(precision)):
         return None
-    factor = eigvec * np.sqrt(eigval)  # factor @ factor.T == precision
-    n_features = precision.shape[0]
-    const = -0.5 * (n_features * np.log(2 * np.pi) - np.log(eigval).sum())
-    mean = np.asarray(model.mean_, dtype=np.float64)[None, :]
-    quad = b.op(
-        "GaussianMahalanobis", x, b.tensor("pca.mean_row", mean, np.float32), b.tensor("pca.precision_factor", factor, np.float32),
-        covariance_type="tied",
-    )
-    scaled = b.op("Mul", b.op("Squeeze", quad, axis=1), b.tensor("pca.minus_half", np.array([-0.5]), np.float32))
+    sign, logdet = np.linalg.slogdet(precision)
+    eigval, eigvec = np.linalg.eigh((precision + precision.T) / 2)
+    const = -0.5 * (precision.shape[0] * np.log(2 * np.pi) - (logdet if sign > 0 else -np.inf))
+    mean = b.tensor("pca.mean_row", np.asarray(model.mean_, dtype=np.float64)[None, :], np.float32)
+
+    def quadratic(part: np.ndarray) -> str:
+        factor = eigvec[:, part] * np.sqrt(np.abs(eigval[part]))  # factor @ factor.T == ±(that part of P)
+        quad = b.op("GaussianMahalanobis", x, mean, b.tensor("pca.precision_factor", factor, np.float32), covariance_type="tied")
+        return b.op("Squeeze", quad, axis=1)
+
+    quad = quadratic(eigval > 0)
+    if sign > 0 and np.any(eigval < 0):  # with det P <= 0 every score is -inf: the positive part cannot overflow it
+        quad = b.op("Sub", quad, quadratic(eigval < 0))
+    scaled = b.op("Mul", quad, b.tensor("pca.minus_half", np.array([-0.5]), np.float32))
     return b.op("Add", scaled, b.tensor("pca.log_const", np.array([const]), np.float32))
 
 
@@ -112,6 +121,7 @@ def convert_kernel_pca(model, x: str, ctx: ExportContext) -> dict:
     if model.kernel == "linear":
         mean = fit_x.mean(axis=0)
         return {"transform": _centred_projection(ctx, x, mean, ((fit_x - mean).T @ alphas).T, "kpca")}
+    _check_kernel_resolution(model, fit_x)
     gamma = model.gamma_ if hasattr(model, "gamma_") else model.gamma
     product, row_mean = b.node(
         "KernelProduct",
@@ -130,6 +140,34 @@ def convert_kernel_pca(model, x: str, ctx: ExportContext) -> dict:
     shift = b.op("Sub", b.op("Reshape", row_mean, shape=[1]), k_all)
     centred = b.op("Sub", product, b.tensor("kpca.row_term", k_rows @ alphas, np.float32))
     return {"transform": b.op("Sub", centred, b.op("MatMul", shift, colsum))}
+
+
+#: Refuse a KernelPCA whose float32 kernel rounding exceeds this fraction of its centred kernel.
+_KERNEL_RESOLUTION = 1e-3
+#: Training rows the resolution check evaluates the kernel on.
+_RESOLUTION_ROWS = 256
+
+
+def _check_kernel_resolution(model, fit_x: np.ndarray) -> None:
+    """Refuse a kernel that saturates: its centred values lie below the float32 rounding of the kernel.
+
+    The transform reads only the centred kernel ``K_c``; float32 rounds ``K``
+    by about ``u32 · max|K|``. Where that is over ``_KERNEL_RESOLUTION · max|K_c|``
+    (on training rows) — ``tanh`` of large products, an rbf with a tiny
+    ``gamma`` — float32 keeps nothing of ``K_c`` and every output would be
+    wrong, so the export is refused with the reason.
+    """
+    kernel = model._get_kernel(fit_x[:_RESOLUTION_ROWS], fit_x)
+    centred = model._centerer.transform(kernel.copy())
+    spread, size = float(np.max(np.abs(centred))), float(np.max(np.abs(kernel)))
+    rounding = float(np.finfo(np.float32).eps) / 2 * size
+    if not rounding <= _KERNEL_RESOLUTION * spread:
+        raise UnsupportedModelError(
+            f"KernelPCA(kernel={model.kernel!r}) saturates on its training data: the centred kernel spans "
+            f"{spread:.3g} where float32 rounds kernel values of {size:.3g} by {rounding:.3g}, so a float32 program "
+            "cannot reproduce its transform. Scale the inputs (e.g. StandardScaler) or lower gamma so the kernel "
+            "does not saturate"
+        )
 
 
 def _integral(v: float) -> int | float:
