@@ -5,7 +5,10 @@ emits one ``TreeEnsemble`` (version 2) and, on request, one ``TreeLeafIndex``
 (version 2) over the same stored tensors. Every library's comparison is
 rewritten into the op's ``x <= threshold`` on float32 input by the helpers
 below; missing values and categorical sets use the op's per-node missing
-interval and bitset mechanisms (see ``lowering/ops_trees.py``).
+interval and bitset mechanisms (see ``lowering/ops_trees.py``). For libraries
+that round their input to float32 (``float32_input``), numeric nodes reading a
+scikit-learn scaler's output are folded onto the scaler's input
+(:func:`.sklearn_tree.fold_column_sources`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ..format.errors import UnsupportedModelError
 from ..format.graph import GraphBuilder
 from ._common import set_classes
 from .registry import ExportContext
-from .sklearn_tree import float32_threshold
+from .sklearn_tree import float32_threshold, fold_column_sources
 
 __all__ = [
     "ForestBuilder",
@@ -76,6 +79,8 @@ class ForestBuilder:
 
     n_targets: int
     per_tree_target: bool = False
+    #: the library rounds its input to float32 and thresholds are for that: scaler thresholds fold (``fold_column_sources``)
+    float32_input: bool = False
     cat_lo: float = -1.0
     cat_hi: float = float(2**31)
     cat_integer: bool = False
@@ -176,12 +181,21 @@ class ForestBuilder:
             "leaf_ids": i32(leaf_ids), "max_depth": depth,
         }
 
-    def _stored(self, b: GraphBuilder) -> dict:
+    def _stored(self, ctx: ExportContext, x: str) -> dict:
+        """Value names of the stored arrays, ``max_depth`` and ``input`` (``x``, or ``x`` with scaler inputs appended)."""
         if self._names is None:
             if not self.trees:
                 raise UnsupportedModelError("the model has no trees (zero boosting rounds) — nothing to export")
             arrays = self._arrays()
-            self._names = {k: (v if k == "max_depth" else b.tensor(f"gbdt.{k}", v)) for k, v in arrays.items()}
+            if self.float32_input:  # numeric nodes without a missing interval test a scaler's input instead
+                foldable = arrays["left"] != np.arange(arrays["left"].shape[0])
+                if arrays["cat_start"].size:
+                    foldable &= arrays["cat_start"] < 0
+                if arrays["missing_lo"].size:
+                    foldable &= arrays["missing_lo"] > arrays["missing_hi"]
+                x, arrays["feature"], arrays["threshold"] = fold_column_sources(ctx, x, arrays["feature"], arrays["threshold"], foldable)
+            b = ctx.builder
+            self._names = {k: (v if k == "max_depth" else b.tensor(f"gbdt.{k}", v)) for k, v in arrays.items()} | {"input": x}
         return self._names
 
     def _attrs(self, names: dict, tree_range: tuple[int, int] | None = None) -> dict:
@@ -196,20 +210,25 @@ class ForestBuilder:
     def ensemble(self, ctx: ExportContext, x: str, *, aggregate: str = "sum", base: Any = None,
                  tree_range: tuple[int, int] | None = None) -> str:
         """The [B, n_targets] sum (or mean) of leaf values plus ``base``, over trees ``tree_range`` (default: all)."""
-        names = self._stored(ctx.builder)
+        names = self._stored(ctx, x)
         ins = [names[k] for k in ("feature", "threshold", "left", "right", "default_left", "values", "roots", "tree_target")]
         ins += [names[k] for k in self._DECIDE]
         attrs = self._attrs(names, tree_range) | {"aggregate": aggregate, "n_targets": int(self.n_targets)}
         if base is not None:
             attrs["base"] = [float(v) for v in np.broadcast_to(np.asarray(base, np.float64), (self.n_targets,))]
-        return ctx.builder.op("TreeEnsemble", x, *ins, version=2, **attrs)
+        return ctx.builder.op("TreeEnsemble", names["input"], *ins, version=2, **attrs)
 
-    def leaf_index(self, ctx: ExportContext, x: str, *, tree_range: tuple[int, int] | None = None) -> str:
-        """[B, n_trees] int32: the library's leaf number of each row in each tree (of ``tree_range``)."""
-        names = self._stored(ctx.builder)
+    def leaf_index(self, ctx: ExportContext, x: str, *, tree_range: tuple[int, int] | None = None,
+                   squeeze_single: bool = False) -> str:
+        """[B, n_trees] int32: the library's leaf number of each row in each tree (of ``tree_range``).
+
+        ``squeeze_single``: [B] when the range (at call time) holds one tree, as XGBoost's ``pred_leaf``.
+        """
+        names = self._stored(ctx, x)
         ins = [names[k] for k in ("feature", "threshold", "left", "right", "default_left", "roots")]
         ins += [names[k] for k in self._DECIDE] + [names["leaf_ids"]]
-        return ctx.builder.op("TreeLeafIndex", x, *ins, version=2, **self._attrs(names, tree_range))
+        attrs = self._attrs(names, tree_range) | ({"squeeze_single": True} if squeeze_single else {})
+        return ctx.builder.op("TreeLeafIndex", names["input"], *ins, version=2, **attrs)
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:

@@ -65,6 +65,7 @@ _IDENTITY = {
 #: Objectives whose ``predict`` applies exp / sigmoid to the margin.
 _EXP_OUTPUT = _LOG
 _SIGMOID_OUTPUT = {"binary:logistic", "reg:logistic"}
+_RT_EPS = np.float32(1e-6)  # XGBoost's kRtEps
 _MAX_CAT = 16777216.0  # XGBoost's OutOfRangeCat(): categories must be below 2**24
 #: The optional graph input that replaces ``base_score`` in margin space.
 BASE_MARGIN = "base_margin"
@@ -81,9 +82,13 @@ def _floats(text: str) -> list[float]:
 
 def _margin_of(base: float, objective: str) -> float:
     if objective in _LOGIT:
-        if not 0.0 < base < 1.0:
-            raise UnsupportedModelError(f"base_score {base} is outside (0, 1) for {objective}")
-        return math.log(base / (1.0 - base))
+        # XGBoost accepts [0, 1] (one-class labels), bounds it to [1e-6, 1 - 1e-6] and takes -log(1/p - 1) in
+        # float32, whose rounding of 1/p - 1 matters near 1 (13.745 instead of 13.802 at the bound)
+        if not 0.0 <= base <= 1.0:
+            raise UnsupportedModelError(f"base_score {base} is outside [0, 1] for {objective}")
+        one = np.float32(1.0)
+        p = min(max(np.float32(base), _RT_EPS), one - _RT_EPS)
+        return float(-np.log(one / p - one))
     if objective in _LOG:
         if not base > 0.0:
             raise UnsupportedModelError(f"base_score {base} must be positive for {objective}")
@@ -183,7 +188,7 @@ def _read_forest(model: Any, booster: Any) -> tuple[ForestBuilder, dict]:
     base = _floats(params["base_score"])
     base = np.broadcast_to(np.asarray([_margin_of(v, objective) for v in base]), (n_out,))
     multi_output = any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 for t in trees_json)
-    forest = ForestBuilder(n_out, per_tree_target=not multi_output and n_out > 1, cat_lo=float(-np.float32(1.4e-45)), cat_hi=_MAX_CAT)
+    forest = ForestBuilder(n_out, per_tree_target=not multi_output and n_out > 1, float32_input=True, cat_lo=float(-np.float32(1.4e-45)), cat_hi=_MAX_CAT)
     missing = float(getattr(model, "missing", np.nan) if hasattr(model, "get_booster") else np.nan)
     for i, tree in enumerate(trees_json):
         left, right, values, cats = _tree_nodes(tree, n_out, multi_output)
@@ -235,7 +240,7 @@ def _margin(ctx: ExportContext, forest: ForestBuilder, x: str, info: dict) -> tu
     trees = (indptr[lo], indptr[hi])
     base_margin = b.add_input(BASE_MARGIN, "float32", (None, info["n_out"]))
     total = forest.ensemble(ctx, x, tree_range=trees)
-    leaf = forest.leaf_index(ctx, x, tree_range=trees)
+    leaf = forest.leaf_index(ctx, x, tree_range=trees, squeeze_single=True)  # pred_leaf of one tree is [B]
     ctx.options["input_defaults"] = {BASE_MARGIN: [float(v) for v in info["base"]]}
     ctx.options["iterations"] = iters | {"nodes": [b.producer(total), b.producer(leaf)]}
     return b.op("Add", total, base_margin), leaf
@@ -253,11 +258,14 @@ def convert_xgboost(model: Any, x: str, ctx: ExportContext) -> dict:
     is_classifier = hasattr(model, "classes_") and hasattr(model, "predict_proba")
     if is_classifier:
         classes = np.asarray(model.classes_)
+        if classes.shape == (1,) and objective not in ("multi:softprob", "multi:softmax"):
+            # fit on one class: XGBoost's predict still returns the column index 0 or 1 and predict_proba two columns
+            classes = np.arange(2)
         if objective in ("multi:softprob", "multi:softmax"):
             out |= multiclass_heads(ctx, margin, classes)
         elif n_out != 1:
             raise UnsupportedModelError(f"XGBClassifier with {n_out} outputs (multi-label) is not supported")
-        elif objective == "binary:logistic":
+        elif objective in _SIGMOID_OUTPUT:  # XGBClassifier treats reg:logistic as binary:logistic
             out |= binary_heads(ctx, margin, classes, proba="sigmoid")
         elif objective == "binary:logitraw":
             # XGBClassifier treats the raw margin as the "probability": label = margin > 0.5, proba = [1-m, m].

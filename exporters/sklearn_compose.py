@@ -56,7 +56,7 @@ def convert_column_transformer(model, x: str, ctx: ExportContext) -> dict:
     width = model.n_features_in_
     raw = raw_columns(ctx, x, width)
     weights = model.transformer_weights or {}
-    parts, used = [], set()
+    parts, used, sources = [], set(), []
     for name, trans, _ in model.transformers_:
         indices = list(model._transformer_to_input_indices.get(name, []))
         if (isinstance(trans, str) and trans == "drop") or not indices:
@@ -65,13 +65,35 @@ def convert_column_transformer(model, x: str, ctx: ExportContext) -> dict:
         sub = b.op("Take", x, b.tensor(f"columns.{name}", np.asarray(indices), np.int32))
         if raw is not None:
             record_raw_columns(ctx, sub, [raw[0][i] for i in indices], raw[1])
-        parts.append(_weighted(ctx, _transform_of(trans, sub, ctx, f"ColumnTransformer transformer {name!r}"), weights.get(name)))
+        y = _transform_of(trans, sub, ctx, f"ColumnTransformer transformer {name!r}")
+        sources.append(None if weights.get(name) is not None else _column_sources(ctx, y, trans, len(indices)))
+        parts.append(_weighted(ctx, y, weights.get(name)))
     if raw is not None:
         for i in sorted(set(range(width)) - used):
             request_ignored_column(ctx, raw[1], raw[0][i])
     if x == RAW_INPUT:
         set_feature_names(ctx, getattr(model, "feature_names_in_", None))
-    return {"transform": _concat(ctx, parts, "this ColumnTransformer")}
+    out = _concat(ctx, parts, "this ColumnTransformer")
+    if len(parts) > 1 and all(entries is not None for entries in sources) and any(any(entries) for entries in sources):
+        ctx.options["column_sources"][out] = [e for entries in sources for e in entries]  # trees fold through scalers
+    return {"transform": out}
+
+
+def _column_sources(ctx: ExportContext, y: str, trans, n_in: int) -> list | None:
+    """The scaler records of part ``y`` (:func:`.sklearn_preprocessing.record_column_sources`), one per column.
+
+    ``None`` for each column of a part that is no recorded scaler (its width from
+    ``get_feature_names_out``), or ``None`` when that width is unknown.
+    """
+    recorded = (ctx.options.get("column_sources") or {}).get(y)
+    if recorded is not None:
+        return recorded
+    if isinstance(trans, str) and trans == "passthrough":
+        return [None] * n_in
+    try:
+        return [None] * len(trans.get_feature_names_out())
+    except Exception:  # a transformer without feature names: its width is not known here
+        return None
 
 
 def convert_feature_union(model, x: str, ctx: ExportContext) -> dict:

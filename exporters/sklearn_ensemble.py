@@ -24,7 +24,7 @@ import numpy as np
 from ..format.errors import UnsupportedModelError
 from ._common import classifier_from_proba, set_classes
 from .registry import ExportContext, register_converter
-from .sklearn_tree import add_tree_ensemble, convert_tree_classifier, convert_tree_regressor, tree_arrays
+from .sklearn_tree import add_leaf_index, add_tree_ensemble, convert_tree_classifier, convert_tree_regressor, tree_arrays
 
 #: Largest number of vote combinations tabulated for weighted hard voting.
 _MAX_VOTE_TABLE = 1 << 20
@@ -80,8 +80,8 @@ def _scatter(positions, n_cols: int, weight: float = 1.0) -> np.ndarray:
     return m
 
 
-def _add_trees(ctx: ExportContext, x: str, members: list, *, base=None) -> str:
-    """One summed ``TreeEnsemble`` over ``members`` = [(tree_, features or None, leaf values [n_nodes, n_out])].
+def _member_trees(members: list) -> dict:
+    """:func:`tree_arrays` of ``members`` = [(tree_, features or None, leaf values [n_nodes, n_out])].
 
     ``features`` maps a tree's feature indices to input columns (a member fit on a column subset).
     """
@@ -94,7 +94,12 @@ def _add_trees(ctx: ExportContext, x: str, members: list, *, base=None) -> str:
             segment = slice(offset, offset + tree.node_count)
             feature[segment] = np.asarray(features)[feature[segment]]
         offset += tree.node_count
-    return add_tree_ensemble(ctx, x, arrays, aggregate="sum", base=base)
+    return arrays
+
+
+def _add_trees(ctx: ExportContext, x: str, members: list, *, base=None) -> str:
+    """One summed ``TreeEnsemble`` over ``members`` (as :func:`_member_trees`)."""
+    return add_tree_ensemble(ctx, x, _member_trees(members), aggregate="sum", base=base)
 
 
 def _tree_readout(est, kind: str) -> np.ndarray:
@@ -228,14 +233,18 @@ def convert_gradient_boosting(model, x: str, ctx: ExportContext) -> dict:
             values[:, col] = lr * est.tree_.value[:, 0, 0]
             members.append((est.tree_, None, values))
     base, init_raw = _gb_init(model, x, ctx)
-    raw = _add_trees(ctx, x, members, base=base)
+    arrays = _member_trees(members)
+    raw = add_tree_ensemble(ctx, x, arrays, aggregate="sum", base=base)
+    # apply: node ids [B, n_estimators, K] (classifier) or [B, n_estimators] (regressor); sklearn gives float64
+    leaves = add_leaf_index(ctx, x, arrays)
+    out = {"leaf_index": ctx.builder.op("Reshape", leaves, shape=[len(model.estimators_), k]) if hasattr(model, "classes_") else leaves}
     if init_raw is not None:
         raw = ctx.builder.op("Add", raw, init_raw)
     if not hasattr(model, "classes_"):
-        return {"output": ctx.builder.op("Squeeze", raw, axis=1)}
+        return out | {"output": ctx.builder.op("Squeeze", raw, axis=1)}
     set_classes(ctx, model.classes_)
     scale = 1.0 if (k > 1 or model.loss == "exponential") else 0.5
-    return _boosting_heads(ctx, raw, model.n_classes_, scale=scale, binary="gb")
+    return out | _boosting_heads(ctx, raw, model.n_classes_, scale=scale, binary="gb")
 
 
 # --- AdaBoost ---------------------------------------------------------------------------

@@ -58,17 +58,70 @@ def _clip(ctx: ExportContext, y: str, lo: float, hi: float) -> str:
 
 
 # --- scalers -------------------------------------------------------------------------
+#
+# Each scaler also records, for the tree models that may read its output, scikit-learn's
+# own float64 arithmetic per column (``record_column_sources``): a tree then tests the
+# scaler's input against thresholds folded back through it (``sklearn_tree.fold_column_sources``),
+# so its decisions are the source pipeline's, not those of the float32 scaler below.
+
+
+def record_column_sources(ctx: ExportContext, x: str, y: str, functions: list) -> None:
+    """Record that column ``j`` of ``y`` is ``functions[j]`` (float64 → float64, non-decreasing) of column ``j`` of ``x``.
+
+    Chained scalers compose: when ``x`` is itself recorded, ``y`` points at ``x``'s source.
+    """
+    sources = ctx.options.setdefault("column_sources", {})
+    before = sources.get(x) or [None] * len(functions)
+    entries = []
+    for j, fn in enumerate(functions):
+        if before[j] is None:
+            entries.append((x, j, fn))
+        else:
+            src, col, first = before[j]
+            entries.append((src, col, lambda v, fn=fn, first=first: fn(first(v))))
+    sources[y] = entries
+
+
+def _affine_functions(shift, scale, multiply: bool, clip: tuple | None = None) -> list | None:
+    """Per column ``clip((v - shift) / scale)`` or, with ``multiply``, ``clip(v * scale + shift)``, in float64 as sklearn.
+
+    ``shift`` / ``scale`` may be None (step skipped); None when a scale is not positive (not increasing).
+    """
+    n = len(scale if scale is not None else shift)
+    shift = np.zeros(n) if shift is None else np.asarray(shift, np.float64)
+    scale = None if scale is None else np.asarray(scale, np.float64)
+    if scale is not None and not np.all(scale > 0):
+        return None
+
+    def fn(v, j):
+        if multiply:
+            v = v * scale[j] + shift[j]
+        else:
+            v = v - shift[j]
+            v = v if scale is None else v / scale[j]
+        return v if clip is None else np.clip(v, *clip)
+
+    return [lambda v, j=j: fn(v, j) for j in range(n)]
+
+
+def _with_sources(ctx: ExportContext, x: str, y: str, functions: list | None) -> dict:
+    if functions is not None:
+        record_column_sources(ctx, x, y, functions)
+    return {"transform": y}
 
 
 def convert_standard_scaler(model, x: str, ctx: ExportContext) -> dict:
     """StandardScaler: ``(x - mean_) / scale_`` (each step only when fitted with it)."""
     b = ctx.builder
     y = x
-    if model.mean_ is not None and model.with_mean:
-        y = _sub_f64(ctx, y, model.mean_, "scaler.mean")
+    mean = model.mean_ if model.mean_ is not None and model.with_mean else None
+    if mean is not None:
+        y = _sub_f64(ctx, y, mean, "scaler.mean")
     if model.scale_ is not None:
         y = b.op("Div", y, _f32(ctx, "scaler.scale", model.scale_))
-    return {"transform": y}
+    if y == x:
+        return {"transform": y}
+    return _with_sources(ctx, x, y, _affine_functions(mean, model.scale_, multiply=False))
 
 
 def convert_min_max_scaler(model, x: str, ctx: ExportContext) -> dict:
@@ -78,26 +131,32 @@ def convert_min_max_scaler(model, x: str, ctx: ExportContext) -> dict:
     y = b.op("AffineExact", x, *(b.tensor(f"minmax.{n}", t) for n, t in zip(("scale", "scale_lo", "min", "min_lo"), (*scale, *shift))))
     if model.clip:
         y = _clip(ctx, y, *model.feature_range)
-    return {"transform": y}
+    clip = tuple(model.feature_range) if model.clip else None
+    return _with_sources(ctx, x, y, _affine_functions(model.min_, model.scale_, multiply=True, clip=clip))
 
 
 def convert_max_abs_scaler(model, x: str, ctx: ExportContext) -> dict:
     """MaxAbsScaler: ``x / scale_``, clipped to [-1, 1] with ``clip=True``."""
     y = ctx.builder.op("Div", x, _f32(ctx, "maxabs.scale", model.scale_))
-    if getattr(model, "clip", False):
+    clip = getattr(model, "clip", False)
+    if clip:
         y = _clip(ctx, y, -1.0, 1.0)
-    return {"transform": y}
+    return _with_sources(ctx, x, y, _affine_functions(None, model.scale_, multiply=False, clip=(-1.0, 1.0) if clip else None))
 
 
 def convert_robust_scaler(model, x: str, ctx: ExportContext) -> dict:
     """RobustScaler: ``(x - center_) / scale_``."""
     b = ctx.builder
     y = x
-    if model.center_ is not None and model.with_centering:
-        y = _sub_f64(ctx, y, model.center_, "robust.center")
-    if model.scale_ is not None and model.with_scaling:
-        y = b.op("Div", y, _f32(ctx, "robust.scale", model.scale_))
-    return {"transform": y}
+    center = model.center_ if model.center_ is not None and model.with_centering else None
+    scale = model.scale_ if model.scale_ is not None and model.with_scaling else None
+    if center is not None:
+        y = _sub_f64(ctx, y, center, "robust.center")
+    if scale is not None:
+        y = b.op("Div", y, _f32(ctx, "robust.scale", scale))
+    if y == x:
+        return {"transform": y}
+    return _with_sources(ctx, x, y, _affine_functions(center, scale, multiply=False))
 
 
 def convert_normalizer(model, x: str, ctx: ExportContext) -> dict:

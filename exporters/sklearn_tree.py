@@ -4,7 +4,14 @@ sklearn casts X to float32 and tests ``x <= threshold`` against float64
 thresholds; we store the largest float32 not above each threshold, which
 gives identical decisions on every float32 input. NaN follows
 ``missing_go_to_left``. Leaf values are class fractions (sklearn ≥ 1.4) or
-regression values; forests average their trees.
+regression values; forests average their trees. ``apply`` is a
+``TreeLeafIndex`` over the same stored nodes (node ids are sklearn's).
+
+A tree reading a scikit-learn scaler's output tests the scaler's input
+instead, against thresholds folded back through the scaler's float64
+arithmetic (:func:`fold_column_sources`): sklearn scales in float64 and the
+tree rounds that to float32, which a float32 scaler cannot reproduce at the
+thresholds.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ __all__ = [
     "float32_threshold",
     "tree_arrays",
     "add_tree_ensemble",
+    "add_leaf_index",
+    "fold_column_sources",
     "convert_tree_classifier",
     "convert_tree_regressor",
 ]
@@ -69,14 +78,111 @@ def tree_arrays(trees: list, leaf_values) -> dict:
     }
 
 
+# --- thresholds folded through scikit-learn scalers ----------------------------------------
+
+_F32_BITS = np.int64(0x7F800000)  # the ordered key of +inf; -inf is its negative
+
+
+def _float_of_key(k: np.ndarray) -> np.ndarray:
+    """float32 values of ordered int keys (``k >= 0``: bits ``k``; ``k < 0``: ``-|bits|``)."""
+    bits = np.where(k >= 0, k, np.int64(0x80000000) | -k).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def _raw_cutpoints(fn, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest float32 ``c`` with ``float32(fn(c)) <= t`` per threshold, by bisection over float32 order.
+
+    ``fn`` is non-decreasing, so ``float32(fn(x)) <= t`` ⇔ ``x <= c`` on every
+    non-NaN float32 ``x``. Returns ``(c, ok)``; ``ok`` is false where no value
+    qualifies (the node is then left unfolded).
+    """
+    t = np.asarray(t, np.float32)
+
+    def below(k):
+        with np.errstate(all="ignore"):
+            return fn(_float_of_key(k).astype(np.float64)).astype(np.float32) <= t
+
+    lo = np.full(t.shape, -_F32_BITS)
+    hi = np.full(t.shape, _F32_BITS)
+    ok = below(lo)
+    top = below(hi)
+    while True:
+        open_ = ok & ~top & (hi - lo > 1)
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        go = below(mid)
+        lo = np.where(open_ & go, mid, lo)
+        hi = np.where(open_ & ~go, mid, hi)
+    return _float_of_key(np.where(top, hi, lo)), ok
+
+
+def fold_column_sources(ctx: ExportContext, x: str, feature: np.ndarray, threshold: np.ndarray,
+                        foldable: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """Test scaler inputs instead of scaler outputs: the source pipeline's decisions, exactly.
+
+    Where column ``j`` of ``x`` is a scikit-learn scaler's output (recorded by
+    :func:`.sklearn_preprocessing.record_column_sources`), a ``foldable`` node
+    ``float32(z_j) <= t`` (``z_j`` the scaler's float64 result, as the tree
+    library rounds it) becomes ``raw <= c`` on the scaler's input column, ``c``
+    found at export in float64. The scaler inputs are appended to ``x``;
+    returns ``(x', feature', threshold')``. NaN still takes the default branch.
+    """
+    entries = (ctx.options.get("column_sources") or {}).get(x)
+    if entries is None:
+        return x, feature, threshold
+    feature, threshold = feature.copy(), threshold.copy()
+    extra: dict = {}  # (source value, column) -> column of x'
+    for j in np.unique(feature[foldable]):
+        if entries[j] is None:
+            continue
+        nodes = np.flatnonzero(foldable & (feature == j))
+        cut, ok = _raw_cutpoints(entries[j][2], threshold[nodes])
+        if not ok.any():
+            continue
+        key = entries[j][:2]
+        extra.setdefault(key, len(entries) + len(extra))
+        feature[nodes[ok]], threshold[nodes[ok]] = extra[key], cut[ok]
+    if not extra:
+        return x, feature, threshold
+    b = ctx.builder
+    parts, keys = [x], list(extra)
+    while keys:  # one Take per run of columns from the same source
+        run = [keys.pop(0)]
+        while keys and keys[0][0] == run[0][0]:
+            run.append(keys.pop(0))
+        parts.append(b.op("Take", run[0][0], b.tensor("fold.columns", np.asarray([c for _, c in run]), np.int32), axis=1))
+    return b.op("Concat", *parts, axis=1), feature, threshold
+
+
+# --- stored trees ----------------------------------------------------------------------------
+
+_NODE_ARRAYS = ("feature", "threshold", "left", "right", "default_left", "values", "roots")
+
+
+def _stored(ctx: ExportContext, x: str, arrays: dict) -> dict:
+    """The node arrays of :func:`tree_arrays` over ``x``, folded and stored once (value names and ``input``)."""
+    if "_names" not in arrays:
+        inner = arrays["left"] != np.arange(arrays["left"].shape[0])
+        x, arrays["feature"], arrays["threshold"] = fold_column_sources(ctx, x, arrays["feature"], arrays["threshold"], inner)
+        arrays["_names"] = {k: ctx.builder.tensor(f"tree.{k}", arrays[k]) for k in _NODE_ARRAYS} | {"input": x}
+    return arrays["_names"]
+
+
 def add_tree_ensemble(ctx: ExportContext, x: str, arrays: dict, *, aggregate: str, base=None) -> str:
     """Emit a ``TreeEnsemble`` node over ``x``; returns the [B, n_targets] output."""
-    b = ctx.builder
-    names = [b.tensor(f"tree.{k}", arrays[k]) for k in ("feature", "threshold", "left", "right", "default_left", "values", "roots")]
+    names = _stored(ctx, x, arrays)
     attrs = {"max_depth": int(arrays["max_depth"]), "aggregate": aggregate}
     if base is not None:
         attrs["base"] = [float(v) for v in np.atleast_1d(base)]
-    return b.op("TreeEnsemble", x, *names, **attrs)
+    return ctx.builder.op("TreeEnsemble", names["input"], *(names[k] for k in _NODE_ARRAYS), **attrs)
+
+
+def add_leaf_index(ctx: ExportContext, x: str, arrays: dict) -> str:
+    """Emit a ``TreeLeafIndex`` over the same stored trees: [B, n_trees] int32 sklearn node ids (``apply``)."""
+    names = _stored(ctx, x, arrays)
+    ins = (names[k] for k in _NODE_ARRAYS if k != "values")
+    return ctx.builder.op("TreeLeafIndex", names["input"], *ins, max_depth=int(arrays["max_depth"]))
 
 
 def _check_single_output_classifier(model) -> None:
@@ -91,6 +197,12 @@ def _estimators(model) -> list:
     return [model] if hasattr(model, "tree_") else list(model.estimators_)
 
 
+def _apply(ctx: ExportContext, x: str, arrays: dict, model) -> str:
+    """``apply``: [B] node ids for a tree, [B, n_estimators] for a forest (sklearn's shapes)."""
+    leaves = add_leaf_index(ctx, x, arrays)
+    return ctx.builder.op("Squeeze", leaves, axis=1) if hasattr(model, "tree_") else leaves
+
+
 def convert_tree_classifier(model, x: str, ctx: ExportContext) -> dict:
     """DecisionTreeClassifier, RandomForestClassifier: mean of per-tree class fractions."""
     _check_single_output_classifier(model)
@@ -98,7 +210,7 @@ def convert_tree_classifier(model, x: str, ctx: ExportContext) -> dict:
     set_classes(ctx, model.classes_)
     arrays = tree_arrays([e.tree_ for e in _estimators(model)], lambda t: t.value[:, 0, :n_classes])
     proba = add_tree_ensemble(ctx, x, arrays, aggregate="mean")
-    return classifier_from_proba(ctx, proba)
+    return classifier_from_proba(ctx, proba) | {"leaf_index": _apply(ctx, x, arrays, model)}
 
 
 def convert_tree_regressor(model, x: str, ctx: ExportContext) -> dict:
@@ -107,7 +219,7 @@ def convert_tree_regressor(model, x: str, ctx: ExportContext) -> dict:
     y = add_tree_ensemble(ctx, x, arrays, aggregate="mean")
     if model.n_outputs_ == 1:
         y = ctx.builder.op("Squeeze", y, axis=1)
-    return {"output": y}
+    return {"output": y, "leaf_index": _apply(ctx, x, arrays, model)}
 
 
 register_converter("sklearn.DecisionTreeClassifier", convert_tree_classifier)

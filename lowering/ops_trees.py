@@ -55,6 +55,8 @@ float32 in chunks of trees; the order of additions is unspecified.
 ``TreeLeafIndex`` version 2 takes the same decision inputs (no ``values`` /
 ``tree_target``) plus ``leaf_ids`` (int32 per node, may be empty): it returns
 ``leaf_ids[leaf]`` when given, else the leaf's index relative to its root.
+With attr ``squeeze_single`` (both versions, default false) a range of exactly
+one tree gives ``[B]`` instead of ``[B, 1]`` (XGBoost's ``pred_leaf`` shape).
 
 Both ops (both versions) take an optional attr ``tree_range``: ``[begin,
 end]`` with ``0 <= begin <= end <= n_trees``. Only trees ``begin .. end - 1``
@@ -192,6 +194,8 @@ _TREE = {"max_depth": Attr("int", lo=0), "tree_range": Attr("ints", ABSENT, leng
 _ENSEMBLE = {**_TREE, "n_targets": Attr("int", ABSENT, lo=1), "base": Attr("numbers", None, nullable=True),
              "aggregate": Attr("str", "sum", choices=("sum", "mean"))}
 
+_LEAF = {**_TREE, "squeeze_single": Attr("bool", False)}
+
 _V1 = ("feature", "threshold", "left", "right", "default_left", "values", "roots")
 _V2 = _V1 + ("tree_target",) + _DECISION[5:]
 
@@ -256,13 +260,13 @@ def roots_input(node: Node) -> str | None:
     return node.inputs[at] if len(node.inputs) > at else None
 
 
-@register_rule("TreeLeafIndex", attrs=_TREE, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V1)), check=_check_forest)
+@register_rule("TreeLeafIndex", attrs=_LEAF, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V1)), check=_check_forest)
 def _tree_leaf_index(node: Node, x, *inputs):
     """Version 1: leaf index per (row, tree) relative to the tree's root, ``[B, n_trees]`` int32."""
     return _leaf_index(node, x, _LEAF_V1, inputs)
 
 
-@register_rule("TreeLeafIndex", version=2, attrs=_TREE, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V2)), check=_check_forest)
+@register_rule("TreeLeafIndex", version=2, attrs=_LEAF, inputs=(1 + len(_LEAF_V1), 1 + len(_LEAF_V2)), check=_check_forest)
 def _tree_leaf_index_v2(node: Node, x, *inputs):
     """Version 2: ``leaf_ids[leaf]`` per (row, tree) (or the index relative to the root if empty)."""
     return _leaf_index(node, x, _LEAF_V2, inputs)
@@ -285,7 +289,8 @@ def _leaf_index(node: Node, x, names: Sequence[str], inputs: Sequence[Any]):
         return ids[: roots.shape[0]].T
 
     node_ids = jnp.arange(arrays["left"].shape[0], dtype=jnp.int32)
-    return leaves(strategy, f, layout, roots, x, int(node.attrs["max_depth"]), platform, (node_ids,), finish)
+    ids = leaves(strategy, f, layout, roots, x, int(node.attrs["max_depth"]), platform, (node_ids,), finish)
+    return ids[:, 0] if node.attrs["squeeze_single"] and roots.shape[0] == 1 else ids
 
 
 for _rule in (_tree_ensemble, _tree_ensemble_v2, _tree_leaf_index, _tree_leaf_index_v2):

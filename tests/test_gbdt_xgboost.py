@@ -184,6 +184,30 @@ def test_thresholds_at_float32_edges(tmp_path):
     assert (m.apply(E) == model.apply(E)).all()
 
 
+@pytest.mark.parametrize("kind", ["binary", "regressor", "multiclass", "rf"])
+def test_apply_shape_of_one_tree(kind, tmp_path):
+    """pred_leaf is [n] when the prediction uses exactly one tree (XGBoost's CalcPredictShape), else [n, trees]."""
+    X, s = _data()
+    y = (s > 0).astype(int)
+    model = {
+        "binary": lambda: xgb.XGBClassifier(n_estimators=1, max_depth=3).fit(X, y),
+        "regressor": lambda: xgb.XGBRegressor(n_estimators=3, max_depth=3).fit(X, s),
+        "multiclass": lambda: xgb.XGBClassifier(n_estimators=1, max_depth=3).fit(X, np.digitize(s, [-1, 1])),
+        "rf": lambda: xgb.XGBRFRegressor(n_estimators=1, max_depth=3).fit(X, s),
+    }[kind]()
+    m = roundtrip(model, X, tmp_path)
+    leaves = model.apply
+    for rows in (X, X[:1]):
+        native = leaves(rows)
+        assert m.apply(rows).shape == native.shape
+        assert np.array_equal(m.apply(rows), native)
+        if kind == "regressor":  # one tree through iteration_range: [n] too; two trees: [n, 2]
+            for end in (1, 2):
+                native = leaves(rows, iteration_range=(0, end))
+                assert m.apply(rows, iteration_range=(0, end)).shape == native.shape
+                assert np.array_equal(m.apply(rows, iteration_range=(0, end)), native)
+
+
 def test_unsupported_gblinear():
     X, s = _data(nan=0)
     model = xgb.XGBRegressor(n_estimators=2, booster="gblinear").fit(X, s)

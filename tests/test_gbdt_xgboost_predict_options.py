@@ -29,7 +29,7 @@ def _classifier(k, **kw):
 
 
 def _leaves(leaves, n):
-    """XGBoost squeezes ``pred_leaf`` to 1-D when one tree is used; ours is always [batch, n_trees]."""
+    """``pred_leaf`` as [batch, n_trees] (XGBoost, and the model, squeeze it to 1-D when one tree is used)."""
     return np.asarray(leaves).reshape(n, -1)
 
 
@@ -133,8 +133,8 @@ def test_iteration_range_classifier(k, parallel, tmp_path):
         _check_all(m, model, X, iteration_range=r)
         _check_all(m, model, X, iteration_range=r, base_margin=margin)
         if r[0] == 0:
-            leaves = _leaves(model.apply(X, iteration_range=r), len(X))
-            assert leaves.shape[1] == (r[1] or 6) * parallel * (k if k > 2 else 1)
+            leaves = model.apply(X, iteration_range=r)
+            assert _leaves(leaves, len(X)).shape[1] == (r[1] or 6) * parallel * (k if k > 2 else 1)
             assert_same_labels(m.apply(X, iteration_range=r), leaves, what=f"apply {r}")
 
 
@@ -150,7 +150,7 @@ def test_iteration_range_regressor_rf_and_dart(tmp_path):
         for r in ranges:
             _check_all(m, model, X, iteration_range=r)
             if r[0] == 0:
-                assert_same_labels(m.apply(X, iteration_range=r), _leaves(model.apply(X, iteration_range=r), len(X)))
+                assert_same_labels(m.apply(X, iteration_range=r), model.apply(X, iteration_range=r))
 
 
 def test_iteration_range_best_iteration(tmp_path):

@@ -119,7 +119,7 @@ def test_warmup_compiles_ahead(forest, data, tmp_path):
     roundtrip(forest, X, tmp_path)
     m = mle.load_model(tmp_path / "model.mle", warmup=[16])
     assert {key[1][0][0] for key in m.program.compile_seconds} == {16}
-    assert {key[0] for key in m.program.compile_seconds} == {("label",), ("probabilities",), ("log_probabilities",)}
+    assert {key[0] for key in m.program.compile_seconds} == {("label",), ("probabilities",), ("log_probabilities",), ("leaf_index",)}
 
 
 def test_jax_function_jit_vmap_export(data, tmp_path):

@@ -53,8 +53,8 @@ def _reg_data(n_targets=1, nan=False, n=400, seed=0):
     return X, y
 
 
-#: Methods whose parity is checked (``apply`` is not exported by these converters).
-METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform", "score_samples")
+#: Methods whose parity is checked.
+METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform", "score_samples", "apply")
 
 
 def _check(model, X, tmp_path, *, skip=(), single_row=False, tol=1e-5):

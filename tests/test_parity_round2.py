@@ -1,0 +1,292 @@
+"""Issue 19 (parity round 2): valid models that export failed on or refused, each against the native predictions."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import mlejax as mle
+from helpers import assert_close, assert_same_labels, check_methods, roundtrip
+
+xgb = pytest.importorskip("xgboost")
+
+
+# --- a selector that keeps no feature ----------------------------------------------------
+
+def test_select_from_model_selecting_nothing(tmp_path):
+    """scikit-learn's transform returns an (n, 0) array (with a warning); so does the model, and export checks it."""
+    from sklearn.feature_selection import SelectFromModel
+    from sklearn.linear_model import Lasso
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    model = SelectFromModel(Lasso(alpha=0.01), threshold=1e5).fit(X, X[:, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "No features were selected"
+        native = model.transform(X)
+        report = mle.export_model(model, tmp_path / "m.mle", sample_input=X)
+    assert native.shape == (50, 0)
+    assert report["verification"]["transform"]["max_abs_error"] == 0.0
+    m = mle.load_model(tmp_path / "m.mle")
+    assert m.transform(X).shape == (50, 0) and m.transform(X[:1]).shape == (1, 0)
+
+
+# --- PCA score_samples with an indefinite or failing precision ---------------------------
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits().data
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pca_arpack_on_digits(seed, tmp_path):
+    """PCA(svd_solver="arpack") keeps 63 of 64 components: noise_variance_ is rounding noise around 0.
+
+    Export never fails. Where get_precision raises, scikit-learn's score_samples
+    raises too and the method is left out; where det P <= 0 every score is -inf,
+    in both; a well-conditioned arpack PCA matches within the usual bound.
+    """
+    from sklearn.decomposition import PCA
+
+    X = _digits()
+    model = PCA(svd_solver="arpack", random_state=seed).fit(X)
+    m = roundtrip(model, X, tmp_path)
+    assert_close(m.transform(X[:64]), model.transform(X[:64]), tol=1e-3)  # 63 components of near-zero variance
+    try:
+        precision = model.get_precision()
+    except ValueError:
+        assert not hasattr(m, "score_samples")
+        with pytest.raises(ValueError):
+            model.score_samples(X[:2])
+        return
+    assert hasattr(m, "score_samples")
+    if np.linalg.slogdet(precision)[0] <= 0:
+        assert np.all(model.score_samples(X[:64]) == -np.inf)
+        assert np.all(m.score_samples(X[:64]) == -np.inf)
+
+
+def test_pca_arpack_well_conditioned(tmp_path):
+    from sklearn.decomposition import PCA
+
+    X = _digits()
+    model = PCA(n_components=30, svd_solver="arpack", random_state=0).fit(X)
+    m = roundtrip(model, X, tmp_path)
+    assert_close(m.score_samples(X[:64]), model.score_samples(X[:64]))
+    assert_close(m.score_samples(X[:1]), model.score_samples(X[:1]))
+
+
+@pytest.mark.parametrize("noise", [-0.3, -2.0])
+def test_pca_indefinite_precision(noise, tmp_path):
+    """A precision with negative eigenvalues (noise_variance_ < 0): scikit-learn still scores, and so does the model."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5))).astype(np.float32)
+    model = PCA(n_components=3).fit(X)
+    model.noise_variance_ = noise
+    eigval = np.linalg.eigvalsh(model.get_precision())
+    assert eigval.min() < 0
+    m = roundtrip(model, X, tmp_path)
+    native = model.score_samples(X[:64])
+    assert_close(m.score_samples(X[:64]), native)
+
+
+# --- XGBoost classifiers that were refused -----------------------------------------------
+
+def _xgb_data(n=200):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:logistic"])
+def test_xgb_classifier_single_class(objective, tmp_path):
+    """One class: base_score 0, bounded to 1e-6 by XGBoost; predict gives column index 0, predict_proba two columns."""
+    X = _xgb_data()
+    model = xgb.XGBClassifier(n_estimators=3, max_depth=2, objective=objective).fit(X, np.zeros(len(X), int))
+    m = roundtrip(model, X, tmp_path)
+    check_methods(model, m, X, methods=("predict", "predict_proba", "apply"))
+    assert_close(m.decision_function(X), model.predict(X, output_margin=True))
+    assert m.predict_proba(X[:1]).shape == model.predict_proba(X[:1]).shape == (1, 2)
+
+
+def test_xgb_classifier_reg_logistic(tmp_path):
+    """XGBClassifier(objective="reg:logistic") predicts as binary:logistic: [1 - p, p], label p > 0.5."""
+    X = _xgb_data()
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) > 0).astype(int)
+    model = xgb.XGBClassifier(n_estimators=5, max_depth=3, objective="reg:logistic").fit(X, y)
+    m = roundtrip(model, X, tmp_path)
+    check_methods(model, m, X, methods=("predict", "predict_proba", "apply"))
+    for rows in (X[:1], X[-1:]):
+        assert_same_labels(m.predict(rows), model.predict(rows))
+        assert_close(m.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_xgb_regressor_logistic_base_score_one(tmp_path):
+    """reg:logistic on all-one targets: base_score 1, bounded to 1 - 1e-6 by XGBoost."""
+    X = _xgb_data()
+    model = xgb.XGBRegressor(n_estimators=2, objective="reg:logistic").fit(X, np.ones(len(X)))
+    m = roundtrip(model, X, tmp_path)
+    assert_close(m.predict(X), model.predict(X))
+    assert_close(m.decision_function(X), model.predict(X, output_margin=True))
+
+
+# --- KernelPCA whose kernel saturates -------------------------------------------------------
+
+@pytest.mark.parametrize("params", [{"kernel": "sigmoid"}, {"kernel": "sigmoid", "gamma": 0.01}, {"kernel": "rbf", "gamma": 1e-9}])
+def test_kernel_pca_saturated_kernel_refused(params, tmp_path):
+    """On raw digits tanh(gamma <x, y> + coef0) is 1 to float32 resolution: refused with the reason."""
+    from sklearn.decomposition import KernelPCA
+
+    model = KernelPCA(n_components=4, **params).fit(_digits()[:300])
+    with pytest.raises(mle.UnsupportedModelError, match="saturates.*float32"):
+        mle.export_model(model, tmp_path / "m.mle")
+
+
+def test_kernel_pca_sigmoid_on_scaled_digits(tmp_path):
+    """The same kernel on standardised digits does not saturate: exported and within the bound."""
+    from sklearn.decomposition import KernelPCA
+    from sklearn.preprocessing import StandardScaler
+
+    X = StandardScaler().fit_transform(_digits()[:300]).astype(np.float32)
+    model = KernelPCA(n_components=4, kernel="sigmoid").fit(X)
+    m = roundtrip(model, X, tmp_path)
+    assert_close(m.transform(X[:64]), model.transform(X[:64]))
+
+
+# --- scalers feeding trees: thresholds folded into the scaler's input ------------------------
+
+def _split_points(model) -> list[tuple[int, float]]:
+    """(feature, threshold) of every split of a fitted tree model, in the space of its input."""
+    if isinstance(model, xgb.XGBModel):
+        df = model.get_booster().trees_to_dataframe()
+        df = df[df.Feature != "Leaf"]
+        return [(int(f[1:]), float(t)) for f, t in zip(df.Feature, df.Split)]
+    trees = [model] if hasattr(model, "tree_") else np.ravel(model.estimators_)
+    return [(int(f), float(t)) for e in trees for f, t in zip(e.tree_.feature, e.tree_.threshold) if f >= 0 and np.isfinite(t)]
+
+
+def _to_raw(pre, j: int, value: float, width: int) -> float:
+    """The raw value of column ``j`` that ``pre`` maps to ``value`` (float64 inverse of a scaler, ColumnTransformer too)."""
+    from sklearn.compose import ColumnTransformer
+
+    if isinstance(pre, ColumnTransformer):
+        for name, trans, columns in pre.transformers_:
+            out = pre.output_indices_[name]
+            if out.start <= j < out.stop:
+                if trans == "passthrough":
+                    return value
+                z = np.zeros((1, out.stop - out.start))
+                z[0, j - out.start] = value
+                return float(trans.inverse_transform(z)[0, j - out.start])
+    z = np.zeros((1, width))
+    z[0, j] = value
+    return float(pre.inverse_transform(z)[0, j])
+
+
+def _pipeline_edge_rows(pipe, X: np.ndarray, per_model: int = 60) -> np.ndarray:
+    """float32 rows whose column sits at the raw image of a split threshold and 1-2 float32 steps either side."""
+    pre, model = pipe[:-1], pipe[-1]
+    points = _split_points(model)[:per_model]
+    rows = []
+    for i, (j, t) in enumerate(points):
+        raw_col = j if not hasattr(pre[0], "output_indices_") else None
+        r = np.float32(_to_raw(pre[0] if len(pre) == 1 else pre, j, t, X.shape[1]))
+        for steps in (-2, -1, 0, 1, 2):
+            v = r
+            for _ in range(abs(steps)):
+                v = np.nextafter(v, np.float32(np.inf if steps > 0 else -np.inf))
+            row = X[i % len(X)].copy()
+            row[j if raw_col is None else raw_col] = v
+            rows.append(row)
+    return np.asarray(rows, np.float32)
+
+
+def _check_pipeline(pipe, X, tmp_path, edge=True):
+    m = roundtrip(pipe, X, tmp_path)
+    methods = [k for k in ("predict", "predict_proba") if hasattr(pipe, k)]
+    sets = [X, X[:1]] + ([_pipeline_edge_rows(pipe, X)] if edge else [])
+    worst = 0.0
+    for rows in sets:
+        native_rows = rows.astype(np.float64)  # float32 values, scaled by sklearn in float64
+        for method in methods:
+            ours, native = getattr(m, method)(rows), getattr(pipe, method)(native_rows)
+            if method == "predict" and hasattr(pipe, "classes_"):
+                assert_same_labels(ours, native, what=method)
+            else:
+                worst = max(worst, assert_close(ours, native, what=method))
+    return worst
+
+
+def _scaled_data(n=600, f=5, seed=0, nan=0.0):
+    """Columns with offsets and spreads that make a float32 scaler round differently from sklearn's float64 one."""
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(n, f)) * [1.0, 37.0, 1e-3, 250.0, 3.0][:f] + [0.0, 1000.0, 5.0, -3e4, 1e5][:f]).astype(np.float32)
+    z = (X - X.mean(0)) / X.std(0)
+    y = (z[:, 0] + z[:, 1] > 0).astype(int) + (z[:, 2] - z[:, 3] > 0.5)
+    if nan:
+        X[rng.random(X.shape) < nan] = np.nan
+    return X, y
+
+
+def test_standard_scaler_xgb_classifier_three_classes(tmp_path):
+    """The issue's case: float32 scaling differed from sklearn's float64 by tens of float32 steps near thresholds."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _scaled_data()
+    pipe = make_pipeline(StandardScaler(), xgb.XGBClassifier(n_estimators=30, max_depth=4)).fit(X, y)
+    _check_pipeline(pipe, X, tmp_path)
+
+
+@pytest.mark.parametrize("scaler", ["minmax-clip", "robust", "maxabs", "chain"])
+def test_scalers_feeding_sklearn_trees(scaler, tmp_path):
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = _scaled_data(nan=0.05 if scaler != "chain" else 0.0)
+    steps = {
+        "minmax-clip": [MinMaxScaler(clip=True), RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0)],
+        "robust": [RobustScaler(), DecisionTreeClassifier(random_state=0)],
+        "maxabs": [MaxAbsScaler(), RandomForestClassifier(n_estimators=4, random_state=0)],
+        "chain": [StandardScaler(), MinMaxScaler(), GradientBoostingRegressor(n_estimators=10, random_state=0)],
+    }[scaler]
+    pipe = make_pipeline(*steps).fit(X, y)
+    _check_pipeline(pipe, X, tmp_path)
+
+
+def test_column_transformer_scalers_feeding_trees(tmp_path):
+    """Scaled and passthrough columns side by side: scaled ones fold, the others stay."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
+    X, y = _scaled_data()
+    ct = ColumnTransformer([("s", StandardScaler(), [1, 3]), ("r", RobustScaler(), [4])], remainder="passthrough")
+    pipe = make_pipeline(ct, ExtraTreesClassifier(n_estimators=4, max_depth=8, random_state=0)).fit(X, y)
+    _check_pipeline(pipe, X, tmp_path, edge=False)  # edge rows below map output columns back to raw ones
+    rows = _column_transformer_edge_rows(pipe, X)
+    m = roundtrip(pipe, X, tmp_path, name="again.mle")
+    assert_close(m.predict_proba(rows), pipe.predict_proba(rows.astype(np.float64)))
+
+
+def _column_transformer_edge_rows(pipe, X):
+    ct, model = pipe[0], pipe[-1]
+    raw_of = {}
+    for name, _, columns in ct.transformers_:
+        out = ct.output_indices_[name]
+        for k, c in enumerate(columns):
+            raw_of[out.start + k] = c
+    rows = []
+    for i, (j, t) in enumerate(_split_points(model)[:80]):
+        r = np.float32(_to_raw(ct, j, t, X.shape[1]))
+        for v in (np.nextafter(r, np.float32(-np.inf)), r, np.nextafter(r, np.float32(np.inf))):
+            row = X[i % len(X)].copy()
+            row[raw_of[j]] = v
+            rows.append(row)
+    return np.asarray(rows, np.float32)
