@@ -238,6 +238,7 @@ class _Server:
         return b"".join(chunks)
 
     async def json(self, data: bytes) -> Any:
+        """``data`` parsed by :func:`loads_json`; large bodies in a thread, so the event loop keeps serving."""
         if len(data) > _THREAD_PARSE_BYTES:
             return await asyncio.get_running_loop().run_in_executor(None, loads_json, data)
         return loads_json(data)
