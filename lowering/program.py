@@ -216,16 +216,29 @@ class Program:
         self._rule_cache: dict[Any, Any] = {}
         self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
         self._digest: str | None = None
-        #: the shape of every value the graph outputs depend on, for a batch of one row
-        self.value_shapes: dict[str, tuple] = self._abstract_shapes(row_budget(graph, tensors))
+        self._row_budget = row_budget(graph, tensors)
+        self._value_shapes: dict[str, tuple] | None = None
+        self._n_classes: int | None = None
+        self._shapes_lock = threading.Lock()
+
+    def check_shapes(self) -> dict[str, tuple]:
+        """The one-row shape of every value the outputs depend on, traced once (before the first compile).
+
+        A node that cannot run on its inputs' shapes, whose output would hold
+        more than this model's per-row bound, or a ``label`` output past the
+        class labels (:meth:`check_classes`), raises :class:`MLEFormatError`
+        naming it. ``load_model(check_shapes=True)`` runs it at load.
+        """
+        if self._value_shapes is None:
+            with self._shapes_lock:
+                if self._value_shapes is None:
+                    shapes = self._abstract_shapes(self._row_budget)
+                    self._check_label_range(shapes)
+                    self._value_shapes = shapes
+        return self._value_shapes
 
     def _abstract_shapes(self, budget: int) -> dict[str, tuple]:
-        """Trace every output for one row without computing it (``jax.eval_shape``), at load.
-
-        A node that cannot run on its inputs' shapes, or whose output would
-        hold more than ``budget`` elements per row, is refused with
-        :class:`MLEFormatError` here rather than at the first call.
-        """
+        """Trace every output for one row without computing it (``jax.eval_shape``); see :meth:`check_shapes`."""
         shapes: dict[str, tuple] = {v.name: (1, *v.shape[1:]) for v in self.graph.inputs}
         options = {**self.options, "platform": self.device.platform, "host": self._host_tensors,
                    "cache": self._rule_cache, "choices": {}, "shapes": shapes, "row_budget": budget}
@@ -236,8 +249,16 @@ class Program:
         return shapes
 
     def check_classes(self, n_classes: int) -> None:
-        """MLEFormatError if the ``label`` output can take a class index past ``n_classes`` labels."""
-        n = label_range(self.graph, self.value_shapes)
+        """Refuse (with the shape check) a ``label`` output that can take a class index past ``n_classes`` labels."""
+        self._n_classes = n_classes
+        if self._value_shapes is not None:
+            self._check_label_range(self._value_shapes)
+
+    def _check_label_range(self, shapes: Mapping[str, tuple]) -> None:
+        if self._n_classes is None:
+            return
+        n_classes = self._n_classes
+        n = label_range(self.graph, shapes)
         if n is not None and n > n_classes:
             raise MLEFormatError(
                 f"metadata.classes: {n_classes} class labels, but graph output 'label' takes {n} values"
@@ -252,6 +273,7 @@ class Program:
 
     def function(self, outputs: Sequence[str]) -> Callable:
         """A pure function ``f(params, *inputs) -> list of outputs``."""
+        self.check_shapes()
         graph = self.graph
         outputs = list(outputs)
         options = {

@@ -50,6 +50,7 @@ def load_model(
     max_decompressed_bytes: int = 4 << 30,
     tree_strategy: str = "auto",
     check_finite: bool = True,
+    check_shapes: bool = False,
 ) -> "Model":
     """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
 
@@ -88,6 +89,11 @@ def load_model(
         where the source model raises on them (recorded at export); ``False``
         skips the check (one pass over the input). Each method also takes
         ``check_finite=`` per call.
+      check_shapes: trace every output's shapes now instead of before the
+        first compilation (:meth:`mlejax.lowering.Program.check_shapes`): a
+        graph that cannot run is refused at load. Loading always checks the
+        container, metadata and every node against its op's declaration
+        (attributes, arity, work bounds); this adds 1–20 ms.
     """
     if cache not in (None, False) or str(path).startswith("registry://"):
         options = {k: v for k, v in locals().items() if k not in ("path", "cache")}  # the arguments above
@@ -103,6 +109,8 @@ def load_model(
     check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
     model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy)
     model.check_finite = check_finite
+    if check_shapes:
+        model.program.check_shapes()
     for n in warmup or ():
         model.warmup(n)
     return model

@@ -42,8 +42,9 @@ def _write(tmp_path, graph: dict, metadata: dict | None = None, **tensors: np.nd
 
 
 def _refused(path: str, match: str) -> MLEFormatError:
+    """Refused at load with every check on (shapes traced at load, not at the first call)."""
     with pytest.raises(MLEFormatError, match=match) as info:
-        mle.load_model(path)
+        mle.load_model(path, check_shapes=True)
     return info.value
 
 
@@ -242,6 +243,21 @@ def test_output_size_is_bounded_at_load(tmp_path):
     # each Tile alone is within the bound; their product is 3 * 2048 * 1024 elements per row
     nodes = [_node("Tile", ["x"], ["h"], reps=[1, 2048]), {**_node("Tile", ["h"], reps=[1, 1024]), "name": "n.Tile2"}]
     _refused(_write(tmp_path, _graph(*nodes)), r"node 'n.Tile2' \(op Tile\): output 'y' has shape \[1, 6291456\] for one row, over this model's bound of 4194304")
+
+
+def test_default_load_checks_declarations_and_defers_the_shape_trace(tmp_path):
+    """Without check_shapes, declarations are still refused at load; a shape error is refused before the first compile."""
+    with pytest.raises(MLEFormatError, match="attribute 'axis': expected an int"):
+        mle.load_model(_write(tmp_path, _graph(_node("Softmax", ["x"], axis="1"))))
+    model = mle.load_model(_write(tmp_path, _graph(_node("Softmax", ["x"], axis=5))))
+    with pytest.raises(MLEFormatError, match=r"node 'n.Softmax' \(op Softmax\) cannot run on inputs of shapes"):
+        model.predict(np.ones((2, 3), np.float32))
+    graph = _graph(_node("ArgMax", ["x"], ["label"]), output="label")
+    graph["outputs"] = {"label": "label"}
+    metadata = {"methods": {"predict": "label"}, "classes": {"dtype": "<i8", "values": [7]}}
+    model = mle.load_model(_write(tmp_path, graph, metadata))
+    with pytest.raises(MLEFormatError, match="metadata.classes: 1 class labels"):
+        model.predict(np.ones((2, 3), np.float32))
 
 
 def test_shape_error_is_refused_at_load(tmp_path):
