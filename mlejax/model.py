@@ -19,7 +19,7 @@ from .host import HostEncoder, InputChecks
 from .inspect import source_info
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
-from .predict_options import CHECK_FINITE, PredictOptions, SharedProgram
+from .predict_options import BY_POSITION, CHECK_FINITE, PredictOptions, SharedProgram
 
 __all__ = ["Model", "load_model", "METHOD_OUTPUTS"]
 
@@ -88,7 +88,10 @@ def load_model(
       check_finite: raise :class:`InputError` on NaN or infinity in columns
         where the source model raises on them (recorded at export); ``False``
         skips the check (one pass over the input). Each method also takes
-        ``check_finite=`` per call.
+        ``check_finite=`` per call, and ``by_position=True`` when the columns
+        of a plain array are already in ``feature_names_in_`` order (a model
+        whose ColumnTransformer selects columns by name otherwise takes only
+        a DataFrame, as scikit-learn does).
       check_shapes: trace every output's shapes now instead of before the
         first compilation (:meth:`mlejax.lowering.Program.check_shapes`): a
         graph that cannot run is refused at load. Loading always checks the
@@ -266,7 +269,7 @@ class Model:
         output (``leaf_index`` too, whatever its start). Labels are mapped to ``classes_``.
         """
         named, span = self._options.parse("run", self.outputs, options)
-        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite))
+        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite), options.get(BY_POSITION, False))
         results = self._program(span).run(self.outputs, arrays)
         return [self._to_host(name, r) for name, r in zip(self.outputs, results)]
 
@@ -349,7 +352,7 @@ class Model:
     def _method_output(self, method: str, inputs: Sequence[Any], options: dict, leaf: bool = False) -> np.ndarray:
         output = self.methods[method]
         named, span = self._options.parse(method, [output], options, leaf=leaf) if options else ({}, None)
-        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite))
+        arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite), options.get(BY_POSITION, False))
         return self._to_host(output, self._program(span).run([output], arrays)[0])
 
     def _program(self, span: tuple[int, int] | None) -> Program:
@@ -366,18 +369,19 @@ class Model:
         return value
 
     def _prepare_all(
-        self, inputs: Sequence[Any], named: dict | None = None, check_finite: bool = True, matched_by_name: bool = False
+        self, inputs: Sequence[Any], named: dict | None = None, check_finite: bool = True, by_position: bool = False
     ) -> list[np.ndarray]:
         """Host arrays for every graph input: ``inputs`` in order, then ``named`` optional ones, then defaults.
 
         ``check_finite``: refuse NaN / infinity where the source model does (files that record it).
-        ``matched_by_name``: the caller already picked the columns by name (batch scoring, serving),
-        so a plain array is accepted where the model selects its columns by name.
+        ``by_position``: the columns of the first input are in the model's feature order (the
+        caller picked them by name: batch scoring, serving), so a plain array is accepted where
+        the model selects its columns by name.
         """
         if not isinstance(inputs, (list, tuple)):
             raise InputError(f"run()/benchmark() take a list of inputs (one per graph input), got {type(inputs).__name__}")
         given = self._options.complete(inputs, named or {})
-        if self._checks is not None and not matched_by_name:
+        if self._checks is not None and not by_position:
             self._checks.check_columns(given[0])
         if self._host is not None:
             given = [self._host.apply(given[0]), *given[1:]]

@@ -32,11 +32,13 @@ from .format.predict_options import validate_input_defaults, validate_iterations
 from .lowering import Program
 from .lowering.ops_trees import roots_input
 
-__all__ = ["PredictOptions", "SharedProgram", "ITERATION_RANGE", "CHECK_FINITE"]
+__all__ = ["PredictOptions", "SharedProgram", "ITERATION_RANGE", "CHECK_FINITE", "BY_POSITION"]
 
 ITERATION_RANGE = "iteration_range"
 #: accepted by every method: ``False`` skips the host's NaN / infinity check (:class:`mlejax.host.InputChecks`)
 CHECK_FINITE = "check_finite"
+#: per-call option: X's columns are already in the model's feature order (batch scoring, serving)
+BY_POSITION = "by_position"
 
 
 class PredictOptions:
@@ -100,7 +102,7 @@ class PredictOptions:
         """(optional inputs given by keyword, tree range or ``None`` for the default); TypeError on unknown options."""
         supported = self.supported(outputs)
         if caller != "jax_function":
-            supported.append(CHECK_FINITE)
+            supported += [CHECK_FINITE, BY_POSITION]
         unknown = sorted(set(options) - set(supported))
         if unknown:
             accepts = ", ".join(supported) if supported else "no keyword arguments"

@@ -274,6 +274,37 @@ def test_string_labels_and_v1_columns_by_feature_name(tmp_path, data):
         srv.stop()
 
 
+def test_column_transformer_by_name_with_a_strict_encoder(tmp_path, data):
+    """A ColumnTransformer selecting by name, with an encoder that refuses unknown categories (0 is not one):
+    it warms up and serves tensors whose columns are in the model's feature order."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    X, y3, _ = data
+    frame = pd.DataFrame(np.nan_to_num(X[:, :3]), columns=["a", "b", "c"]).assign(code=np.arange(len(X)) % 3 + 5.0)
+    ct = ColumnTransformer([("scale", StandardScaler(), ["a", "b", "c"]), ("code", OneHotEncoder(), ["code"])])
+    native = make_pipeline(ct, LogisticRegression(max_iter=300)).fit(frame, y3)
+    mle.export_model(native, tmp_path / "ct.mle", sample_input=frame[:16])
+    srv = ServerThread(create_app({"ct": tmp_path / "ct.mle"}, max_batch_rows=8))
+    try:
+        srv.wait_ready()
+        rows = frame.to_numpy(np.float32)[:5]
+        r = httpx.post(f"{srv.url}/v2/models/ct/infer", json=v2_request(rows, ["probabilities"]))
+        assert r.status_code == 200, r.text
+        assert_close(_as_array(r.json()["outputs"][0]), native.predict_proba(frame[:5]))
+        bad = rows.copy()
+        bad[0, 3] = 9.0  # a category the encoder never saw: scikit-learn raises, the server answers 400
+        with pytest.raises(ValueError, match="unknown categor"):
+            native.predict(frame[:1].assign(code=9.0))
+        r = httpx.post(f"{srv.url}/v2/models/ct/infer", json=v2_request(bad, ["label"]))
+        assert r.status_code == 400 and "unknown categories" in r.json()["error"], r.text
+    finally:
+        srv.stop()
+
+
 # --- batching ----------------------------------------------------------------------------------------------
 def test_64_concurrent_clients_get_their_own_rows(server, loaded, natives):
     X = natives["xgb"][1]

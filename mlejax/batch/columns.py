@@ -144,7 +144,7 @@ class ScoringSpec:
     # The Model's own input checks and label mapping (private to mlejax; used only here).
     def model_inputs(self, X: np.ndarray) -> list[np.ndarray]:
         """Every graph input for matrix ``X``: the Model's checks, host encoding and defaults of optional inputs."""
-        return self.model._prepare_all([X], matched_by_name=True)
+        return self.model._prepare_all([X], by_position=True)
 
     def to_host(self, values: np.ndarray) -> np.ndarray:
         """A raw graph output as the method returns it (class indices mapped to ``classes_``)."""

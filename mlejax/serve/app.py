@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -89,9 +90,11 @@ class _Version:
         buckets = sorted({bucket_for(n, program.batch_buckets, program.max_tile) for n in range(1, max_batch_rows + 1)})
         outputs: dict[str, TensorSpec] = {}
         for rows in buckets:
-            zeros = [np.zeros((rows, *s.shape[1:]), np.dtype(model.graph.inputs[i].dtype)) for i, s in enumerate(inputs)]
+            # every graph input, zeros: compiles what requests will run, without the host's data checks
+            # (zeros may be an unknown category or hold no DataFrame columns)
+            zeros = [np.zeros((rows, *info.shape[1:]), np.dtype(info.dtype)) for info in model.graph.inputs]
             for method, output in sorted(model.methods.items()):
-                value = np.asarray(getattr(model, method)(*zeros))
+                value = np.asarray(model._to_host(output, program.run([output], zeros)[0]))
                 outputs.setdefault(output, TensorSpec(output, datatype_of(value.dtype), (-1, *value.shape[1:])))
         methods = {output: method for method, output in model.methods.items()}
         default = [model.methods[m] for m in ("predict", "predict_proba") if m in model.methods]
@@ -172,7 +175,7 @@ class _Server:
             rows_hist = self.metrics.batch_rows.labels(name, method)
             depth = self.metrics.queue_depth.labels(name, method)
             version.batchers[method] = Batcher(
-                getattr(version.model, method), self.executor, max_batch_rows=self.max_batch_rows,
+                functools.partial(getattr(version.model, method), by_position=True), self.executor, max_batch_rows=self.max_batch_rows,
                 max_delay_ms=self.max_delay_ms, max_queue=self.max_queue, on_batch=rows_hist.observe, on_depth=depth.set,
             )
         old, self.versions[name] = self.versions.get(name), version
