@@ -26,7 +26,9 @@ NaN) gives NaN, which the graph treats as the NaN category (scikit-learn keeps
 a missing category last in ``categories_``); anything else is unknown and
 gives -1 (no category has that code), or raises :class:`InputError` when
 ``unknown == "error"`` (as scikit-learn's ``handle_unknown="error"`` does).
-Values are compared as strings (``str(value)``).
+Only string values can match a category (a number among strings is unknown,
+as in scikit-learn); a column of numbers where string categories were fitted
+raises :class:`InputError`.
 
 Codes of a ``rank`` column: the number of boundaries strictly below the value
 (as float64), NaN stays NaN. ``x <= boundaries[i]`` iff ``rank(x) <= i``, so
