@@ -6,8 +6,9 @@ emits one ``TreeEnsemble`` (version 2) and, on request, one ``TreeLeafIndex``
 rewritten into the op's ``x <= threshold`` on float32 input by the helpers
 below; missing values and categorical sets use the op's per-node missing
 interval and bitset mechanisms (see ``lowering/ops_trees.py``). For libraries
-that round their input to float32 (``float32_input``), numeric nodes reading a
-scikit-learn scaler's output are folded onto the scaler's input
+that round their input to float32 (``float32_input``) or whose float64
+thresholds are given (``threshold64``), numeric nodes reading a scikit-learn
+scaler's output are folded onto the scaler's input
 (:func:`.sklearn_tree.fold_column_sources`).
 """
 
@@ -66,6 +67,7 @@ class _Tree:
     cats: dict
     target: int
     leaf_ids: np.ndarray | None
+    threshold64: np.ndarray | None
 
 
 @dataclass
@@ -100,6 +102,7 @@ class ForestBuilder:
         cats: dict | None = None,
         target: int = 0,
         leaf_ids: Sequence[int] | None = None,
+        threshold64: Sequence[float] | None = None,
     ) -> None:
         """Add one tree in local node numbering; node 0 is the root.
 
@@ -109,6 +112,8 @@ class ForestBuilder:
         ``missing`` is an optional pair of per-node float32 arrays (lo, hi).
         ``cats`` maps local node → (uint32 words of the *left* set, other_left).
         ``leaf_ids`` maps local node → the library's leaf number (for ``apply``).
+        ``threshold64``: the library's own float64 ``x <= t`` thresholds, for a
+        library comparing float64 input (scaler folding uses them).
         """
         left = np.asarray(left, dtype=np.int64)
         n = left.shape[0]
@@ -121,6 +126,7 @@ class ForestBuilder:
             np.asarray(threshold, dtype=_F32), np.asarray(default_left, dtype=bool), values,
             None if missing is None else (np.asarray(missing[0], _F32), np.asarray(missing[1], _F32)),
             dict(cats or {}), int(target), None if leaf_ids is None else np.asarray(leaf_ids, dtype=np.int64),
+            None if threshold64 is None else np.asarray(threshold64, dtype=np.float64),
         ))
 
     def _arrays(self) -> dict:
@@ -187,13 +193,16 @@ class ForestBuilder:
             if not self.trees:
                 raise UnsupportedModelError("the model has no trees (zero boosting rounds) — nothing to export")
             arrays = self._arrays()
-            if self.float32_input:  # numeric nodes without a missing interval test a scaler's input instead
+            exact = [t.threshold64 for t in self.trees]
+            exact = np.concatenate(exact) if all(t is not None for t in exact) else None
+            if self.float32_input or exact is not None:  # numeric nodes without a missing interval test a scaler's input
                 foldable = arrays["left"] != np.arange(arrays["left"].shape[0])
                 if arrays["cat_start"].size:
                     foldable &= arrays["cat_start"] < 0
                 if arrays["missing_lo"].size:
                     foldable &= arrays["missing_lo"] > arrays["missing_hi"]
-                x, arrays["feature"], arrays["threshold"] = fold_column_sources(ctx, x, arrays["feature"], arrays["threshold"], foldable)
+                x, arrays["feature"], arrays["threshold"] = fold_column_sources(
+                    ctx, x, arrays["feature"], arrays["threshold"], foldable, exact)
             b = ctx.builder
             self._names = {k: (v if k == "max_depth" else b.tensor(f"gbdt.{k}", v)) for k, v in arrays.items()} | {"input": x}
         return self._names

@@ -123,6 +123,7 @@ def _forest(model: Any, exact_float64: bool = False) -> tuple[ForestBuilder, Ran
             forest.add_tree(
                 np.where(leaf, -1, nodes["left"].astype(np.int64)), np.where(leaf, -1, nodes["right"].astype(np.int64)),
                 features, thresholds, missing_left, values if k_trees > 1 else values.reshape(-1, 1), cats=cats, target=k,
+                threshold64=nodes["num_threshold"] if ranks is None else None,  # HGB compares float64 x <= t
             )
     return forest, ranks
 

@@ -90,17 +90,19 @@ def _float_of_key(k: np.ndarray) -> np.ndarray:
 
 
 def _raw_cutpoints(fn, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Largest float32 ``c`` with ``float32(fn(c)) <= t`` per threshold, by bisection over float32 order.
+    """Largest float32 ``c`` with ``fn(c) <= t`` per threshold, by bisection over float32 order.
 
-    ``fn`` is non-decreasing, so ``float32(fn(x)) <= t`` ⇔ ``x <= c`` on every
-    non-NaN float32 ``x``. Returns ``(c, ok)``; ``ok`` is false where no value
-    qualifies (the node is then left unfolded).
+    A float32 ``t`` compares ``fn``'s result rounded to float32 (the tree
+    library rounds its input), a float64 ``t`` compares it as is. ``fn`` is
+    non-decreasing, so the test is ``x <= c`` on every non-NaN float32 ``x``.
+    Returns ``(c, ok)``; ``ok`` is false where no value qualifies (the node is
+    then left unfolded).
     """
-    t = np.asarray(t, np.float32)
+    t = np.asarray(t)
 
     def below(k):
         with np.errstate(all="ignore"):
-            return fn(_float_of_key(k).astype(np.float64)).astype(np.float32) <= t
+            return fn(_float_of_key(k).astype(np.float64)).astype(t.dtype) <= t
 
     lo = np.full(t.shape, -_F32_BITS)
     hi = np.full(t.shape, _F32_BITS)
@@ -118,15 +120,16 @@ def _raw_cutpoints(fn, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fold_column_sources(ctx: ExportContext, x: str, feature: np.ndarray, threshold: np.ndarray,
-                        foldable: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+                        foldable: np.ndarray, threshold64: np.ndarray | None = None) -> tuple[str, np.ndarray, np.ndarray]:
     """Test scaler inputs instead of scaler outputs: the source pipeline's decisions, exactly.
 
     Where column ``j`` of ``x`` is a scikit-learn scaler's output (recorded by
     :func:`.sklearn_preprocessing.record_column_sources`), a ``foldable`` node
     ``float32(z_j) <= t`` (``z_j`` the scaler's float64 result, as the tree
-    library rounds it) becomes ``raw <= c`` on the scaler's input column, ``c``
-    found at export in float64. The scaler inputs are appended to ``x``;
-    returns ``(x', feature', threshold')``. NaN still takes the default branch.
+    library rounds it) — or ``z_j <= threshold64`` for libraries comparing in
+    float64 — becomes ``raw <= c`` on the scaler's input column, ``c`` found at
+    export in float64. The scaler inputs are appended to ``x``; returns
+    ``(x', feature', threshold')``. NaN still takes the default branch.
     """
     entries = (ctx.options.get("column_sources") or {}).get(x)
     if entries is None:
@@ -137,7 +140,7 @@ def fold_column_sources(ctx: ExportContext, x: str, feature: np.ndarray, thresho
         if entries[j] is None:
             continue
         nodes = np.flatnonzero(foldable & (feature == j))
-        cut, ok = _raw_cutpoints(entries[j][2], threshold[nodes])
+        cut, ok = _raw_cutpoints(entries[j][2], (threshold if threshold64 is None else threshold64)[nodes])
         if not ok.any():
             continue
         key = entries[j][:2]

@@ -164,6 +164,9 @@ def _split_points(model) -> list[tuple[int, float]]:
         df = model.get_booster().trees_to_dataframe()
         df = df[df.Feature != "Leaf"]
         return [(int(f[1:]), float(t)) for f, t in zip(df.Feature, df.Split)]
+    if hasattr(model, "_predictors"):  # HistGradientBoosting
+        return [(int(n["feature_idx"]), float(n["num_threshold"])) for it in model._predictors for p in it
+                for n in p.nodes if not n["is_leaf"] and not n["is_categorical"]]
     trees = [model] if hasattr(model, "tree_") else np.ravel(model.estimators_)
     return [(int(f), float(t)) for e in trees for f, t in zip(e.tree_.feature, e.tree_.threshold) if f >= 0 and np.isfinite(t)]
 
@@ -238,6 +241,17 @@ def test_standard_scaler_xgb_classifier_three_classes(tmp_path):
 
     X, y = _scaled_data()
     pipe = make_pipeline(StandardScaler(), xgb.XGBClassifier(n_estimators=30, max_depth=4)).fit(X, y)
+    _check_pipeline(pipe, X, tmp_path)
+
+
+def test_standard_scaler_hist_gradient_boosting(tmp_path):
+    """HistGradientBoosting compares the scaler's float64 output with float64 thresholds: folded with those."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _scaled_data(nan=0.05)
+    pipe = make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(X, y)
     _check_pipeline(pipe, X, tmp_path)
 
 
