@@ -105,12 +105,18 @@ def test_one_hot_categorical(tmp_path):
     model = cb.CatBoostRegressor(one_hot_max_size=10, **SMALL).fit(frame, s + (X[:, 4] == 2) * 2 - (X[:, 4] == 4), cat_features=["e"])
     _check(model, X, tmp_path, native_X=frame)
     m = _load(model, tmp_path)
-    edge = np.repeat(X[:1], 8, axis=0)
-    edge[:, 4] = [2, 4, 6, -2, 2.5, 1e6, 65536 + 2, 0]
-    # CatBoost itself never sees these as numbers: non-integers and unseen values match no one-hot category.
-    native_codes = ["2", "4", "6", "-2", "2.5", "1000000", "65538", "0"]
+    edge = np.repeat(X[:1], 7, axis=0)
+    edge[:, 4] = [2, 4, 6, -2, 1e6, 65536 + 2, 0]
+    # CatBoost itself never sees these as numbers: unseen values match no one-hot category.
+    native_codes = ["2", "4", "6", "-2", "1000000", "65538", "0"]
     native = model.predict(pd.DataFrame(edge, columns=list("abcde")).assign(e=native_codes))
     assert_close(m.predict(edge), native)
+    # A fractional number in a categorical column: CatBoost refuses it, and so does mlejax.
+    fractional = pd.DataFrame(edge[:1], columns=list("abcde")).assign(e=2.5)
+    with pytest.raises(Exception, match="cat_features must be integer or string"):
+        model.predict(fractional)
+    with pytest.raises(mle.InputError, match=r"non-integer number \(2.5\)"):
+        m.predict(fractional)
 
 
 def test_early_stopping_best_model(tmp_path):
