@@ -13,6 +13,8 @@ from sklearn.naive_bayes import BernoulliNB, CategoricalNB, ComplementNB, Gaussi
 
 from helpers import assert_close, check_methods, roundtrip
 
+import mlejax as mle
+
 LABELS = np.array(["ant", "bee", "cat", "dog"], dtype=object)
 
 
@@ -114,6 +116,11 @@ def test_categorical_nb_out_of_range_codes(tmp_path):
                 jll[i] += table[:, int(v)]
     expected = jll - np.logaddexp.reduce(jll, axis=1, keepdims=True)
     m = roundtrip(model, X, tmp_path)
-    assert_close(m.predict_log_proba(E), expected)
-    assert_close(m.predict_proba(E), np.exp(expected))
-    assert list(m.predict(E)) == list(model.classes_[np.argmax(jll, axis=1)])
+    # NaN and infinity: scikit-learn raises, and so does mlejax unless asked not to check
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(E[3:4])
+    with pytest.raises(mle.InputError, match=r"contains NaN: 1 column: X\[:, 0\]"):
+        m.predict(E)
+    assert_close(m.predict_log_proba(E, check_finite=False), expected)
+    assert_close(m.predict_proba(E, check_finite=False), np.exp(expected))
+    assert list(m.predict(E, check_finite=False)) == list(model.classes_[np.argmax(jll, axis=1)])
