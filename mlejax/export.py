@@ -35,6 +35,11 @@ class ExportReport(dict):
     def __repr__(self) -> str:
         return f"ExportReport({dict.__repr__(self)})"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import export_html, mimebundle
+
+        return mimebundle(self, export_html, include, exclude)
+
 
 def export_model(
     model: Any,
@@ -230,7 +235,14 @@ def _sample_inputs(sample_input: Any, graph: Any) -> list:
 
 
 def _native_method(model: Any, method: str, inputs: list) -> Any:
-    return getattr(model, method)(*inputs)
+    """The source model's ``method``; float32 arrays are widened (exactly) to float64 first.
+
+    scikit-learn computes float32 input in float32 but float64 input in float64,
+    the path mlejax reproduces (e.g. scalers folded into tree thresholds), so the
+    check compares against that.
+    """
+    widened = [x.astype(np.float64) if isinstance(x, np.ndarray) and x.dtype == np.float32 else x for x in inputs]
+    return getattr(model, method)(*widened)
 
 
 def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_input: Any, warn: bool = True) -> dict:

@@ -11,7 +11,7 @@ from .format.graph import Graph
 from .format.signing import fingerprint
 from .lowering import registered_ops
 
-__all__ = ["inspect_model", "source_info"]
+__all__ = ["inspect_model", "InspectReport", "source_info", "signature_state"]
 
 
 def source_info(metadata: dict) -> dict:
@@ -20,9 +20,23 @@ def source_info(metadata: dict) -> dict:
     return source if isinstance(source, dict) else {}
 
 
+def signature_state(mfile: Any) -> str:
+    """``"signed (verified)"``, ``"signed (not verified)"`` or ``"unsigned"`` for a read :class:`~mlejax.format.MLEFile`."""
+    return "signed (verified)" if mfile.signer else "signed (not verified)" if mfile.signed else "unsigned"
+
+
+class InspectReport(dict):
+    """What :func:`inspect_model` returns: a plain ``dict`` that Jupyter shows as an HTML card."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import inspect_html, mimebundle
+
+        return mimebundle(self, inspect_html, include, exclude)
+
+
 def inspect_model(
     path: str | os.PathLike, *, key: bytes | None = None, password: str | None = None, public_key: Any = None
-) -> dict:
+) -> InspectReport:
     """Metadata, inputs, outputs, op counts, tensor sizes and recommendations of a ``.mle`` file.
 
     An encrypted file needs its ``key`` or ``password``. ``signature`` is
@@ -41,9 +55,9 @@ def inspect_model(
             {"kind": s.kind, "stored_bytes": s.length, "raw_bytes": s.raw_length, "compressed": s.compressed}
             for s in f.sections
         ]
-        info = {
+        info = InspectReport({
             "path": os.fspath(path),
-            "signature": "signed (verified)" if f.signer else "signed (not verified)" if f.signed else "unsigned",
+            "signature": signature_state(f),
             "signer": fingerprint(f.signer) if f.signer else None,
             "encrypted": f.encrypted,
             "file_size_bytes": f.file_size,
@@ -55,7 +69,7 @@ def inspect_model(
             "sections": sections,
             "tensors": tensors,
             "tensor_bytes": sum(t["nbytes"] for t in tensors),
-        }
+        })
     info["recommendations"] = _recommend(info)
     return info
 

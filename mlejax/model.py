@@ -212,6 +212,11 @@ class Model:
     def __repr__(self) -> str:
         return f"<mlejax.Model of {self.source_estimator}: methods {sorted(self.methods)}, device {self.device}>"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .display import mimebundle, model_html
+
+        return mimebundle(self, model_html, include, exclude)
+
     # --- methods ---------------------------------------------------------------------
     # Every method takes the graph inputs positionally (optional ones, such as XGBoost's
     # ``base_margin``, may be left out) and the per-call options of :mod:`mlejax.predict_options`

@@ -66,3 +66,8 @@ class ScoreReport:
 
     def __repr__(self) -> str:
         return f"<ScoreReport: {self.summary()}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle, score_html
+
+        return mimebundle(self, score_html, include, exclude)

@@ -21,7 +21,7 @@ from .errors import IncompatibleSchemaError, RegistryError
 from .schema import breaking_changes, describe, diff
 from .store import BlobStore, sha256_file
 
-__all__ = ["ModelRegistry", "ModelVersion", "default_registry_uri", "parse_uri", "load_uri"]
+__all__ = ["ModelRegistry", "ModelVersion", "Listing", "default_registry_uri", "parse_uri", "load_uri"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -84,6 +84,20 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "uri": self.uri}
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import mimebundle, version_html
+
+        return mimebundle(self, version_html, include, exclude)
+
+
+class Listing(list):
+    """What :meth:`ModelRegistry.list_models`, ``versions`` and ``search`` return: a plain ``list`` that Jupyter shows as a table."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display import listing_html, mimebundle
+
+        return mimebundle(self, listing_html, include, exclude)
 
 
 def parse_uri(uri: str) -> tuple[str, int | None, str | None]:
@@ -287,22 +301,22 @@ class ModelRegistry:
 
         return load_model(mv.path, **load_options)
 
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self) -> Listing:
         """Every model name with its latest version, version count and aliases."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT m.name, m.created_at, MAX(v.version), COUNT(v.version) FROM models m "
                 "LEFT JOIN versions v ON v.name = m.name GROUP BY m.name ORDER BY m.name"
             ).fetchall()
-            return [{"name": r[0], "created_at": _iso(r[1]), "latest_version": r[2], "versions": r[3], "aliases": self._aliases(r[0])} for r in rows]
+            return Listing({"name": r[0], "created_at": _iso(r[1]), "latest_version": r[2], "versions": r[3], "aliases": self._aliases(r[0])} for r in rows)
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> Listing:
         """Every version of ``name``, oldest first."""
         with self._lock:
             self._model_exists(name)
-            return [self._version(r) for r in self._conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version", (name,))]
+            return Listing(self._version(r) for r in self._conn.execute("SELECT * FROM versions WHERE name = ? ORDER BY version", (name,)))
 
-    def search(self, name_like: str | None = None, tags: Mapping[str, str] | None = None, framework: str | None = None) -> list[ModelVersion]:
+    def search(self, name_like: str | None = None, tags: Mapping[str, str] | None = None, framework: str | None = None) -> Listing:
         """Versions whose name matches the SQL ``LIKE`` pattern ``name_like``, carrying all ``tags``, from ``framework``."""
         where, args = ["1"], []
         if name_like is not None:
@@ -316,7 +330,7 @@ class ModelRegistry:
             args += [key, str(value)]
         with self._lock:
             rows = self._conn.execute(f"SELECT * FROM versions v WHERE {' AND '.join(where)} ORDER BY v.name, v.version", args).fetchall()
-            return [self._version(r) for r in rows]
+            return Listing(self._version(r) for r in rows)
 
     def diff(self, name: str, a: int | str, b: int | str) -> dict[str, Any]:
         """How version (or alias) ``b`` differs from ``a``: inputs, outputs, classes, methods, ops, size, metadata."""
