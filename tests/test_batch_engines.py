@@ -34,13 +34,26 @@ def case(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
+    """One local Ray for the session, on loopback only.
+
+    Ray's workers start in the driver's working directory and put it on their
+    path: from the repository root they would import the source tree's
+    ``mlejax/`` (which lacks the mapped ``mlejax.format``) instead of the
+    installed package, so the cluster starts from an empty directory.
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes every Ray process (workers
+    inherit the environment) use the loopback address as its own.
+    """
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    mp.chdir(tmp_path_factory.mktemp("ray-cwd"))
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+    mp.undo()
 
 
 def check(out: "pd.DataFrame", native, frame, method: str) -> None:
