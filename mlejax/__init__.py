@@ -9,6 +9,15 @@ Example:
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# A source checkout keeps the layers beside this package (pyproject maps format/, lowering/ and
+# exporters/ to mlejax.format, mlejax.lowering and mlejax.exporters on install): importing mlejax
+# from the checkout's root, as a subprocess started there does, finds them there too.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "format")) and _os.path.isfile(_os.path.join(_checkout, "format", "SPEC.md")):
+    __path__.append(_checkout)
+
 from .compression import CompressionUtils
 from .export import ExportReport, export_model
 from .exporters import register_converter, supported_models

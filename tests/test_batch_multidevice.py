@@ -59,5 +59,7 @@ SCRIPT = textwrap.dedent(
 def test_four_devices_match_one(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", "import sys\n" + SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    # cwd: not the repository root, whose source tree would shadow the installed package
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout[-3000:] + done.stderr[-3000:]

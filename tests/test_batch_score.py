@@ -294,7 +294,7 @@ def test_cli(forest, data, files, tmp_path, capsys):
     assert report["devices"] == ["cpu:0"] and set(report["stages"]) == {"read", "host_to_device", "compute", "device_to_host", "write"}
 
 
-def test_import_mlejax_imports_no_batch_dependency():
+def test_import_mlejax_imports_no_batch_dependency(tmp_path):
     code = ("import sys, mlejax; mods = [m for m in ('pyarrow', 'pandas', 'ray', 'dask', 'pyspark', 'tqdm', 'polars') if m in sys.modules]; "
             "assert not mods, mods; assert callable(mlejax.score)")
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, cwd=tmp_path)
