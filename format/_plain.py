@@ -106,8 +106,29 @@ def unpack_plain(data: bytes | memoryview, section: str) -> Any:
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as e:
         # ValueError covers UnicodeDecodeError, StackError, ExtraData and FormatError.
         raise MLEFormatError(f"{section} section: invalid msgpack ({type(e).__name__}: {e})") from None
-    try:
-        _check_plain(value, section)
-    except (TypeError, ValueError) as e:
-        raise MLEFormatError(f"{section} section: {e}") from None
+    if not _decoded_is_plain(value):
+        try:
+            _check_plain(value, section)  # names the first offending value
+        except (TypeError, ValueError) as e:
+            raise MLEFormatError(f"{section} section: {e}") from None
     return value
+
+
+_DECODED = frozenset({type(None), bool, int, float, str, bytes, list, dict})
+
+
+def _decoded_is_plain(value: Any) -> bool:
+    """Whether what msgpack decoded is plain data (:func:`_check_plain` would pass), one level at a time.
+
+    Decoding already guarantees the 64-bit int range and str map keys; what
+    is left is the types (e.g. no ``msgpack.Timestamp``) and the nesting
+    depth, checked here without per-value Python calls.
+    """
+    level = [value]
+    for _ in range(MAX_DEPTH + 1):
+        if not _DECODED.issuperset(map(type, level)):
+            return False
+        level = [c for v in level if type(v) is list or type(v) is dict for c in (v.values() if type(v) is dict else v)]
+        if not level:
+            return True
+    return False

@@ -11,14 +11,16 @@ their sections out.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import secrets
 import struct
 import sys
+import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Mapping, Union
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, NamedTuple, Union
 
 import numpy as np
 import zstandard
@@ -33,6 +35,8 @@ __all__ = [
     "MIN_READABLE_VERSION",
     "MLEFile",
     "SectionInfo",
+    "TensorMap",
+    "TensorSpec",
     "read_mle",
     "write_mle",
     "sign_file",
@@ -124,10 +128,81 @@ class SectionInfo:
         return bool(self.flags & SECTION_ENCRYPTED)
 
 
+class TensorSpec(NamedTuple):
+    """A stored tensor's index entry: what can be known about it without reading its bytes."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    nbytes: int
+    code: str
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class TensorMap(Mapping[str, np.ndarray]):
+    """The stored tensors by name, verified before the first value is read.
+
+    Names and :attr:`specs` (shape, dtype) come from the tensor index, checked
+    at load. Reading any value (``m[name]``, ``values()``, ``items()``,
+    :meth:`verify`) first runs the deferred checks of the tensor data, once:
+    its checksum (when the section is read in place), zero padding and bool
+    bytes; a failure raises :class:`MLEFormatError` on this and every later read.
+    """
+
+    def __init__(self, specs: dict[str, TensorSpec], load: Callable[[], dict[str, np.ndarray]]) -> None:
+        self.specs = specs
+        self._load: Callable[[], dict[str, np.ndarray]] | None = load
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._error: MLEFormatError | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def verified(self) -> bool:
+        """Whether the tensor data has been verified (and the values can be read)."""
+        return self._arrays is not None
+
+    def verify(self) -> dict[str, np.ndarray]:
+        """Run the deferred checks (once) and return the arrays by name; MLEFormatError if they fail."""
+        if self._arrays is None:
+            with self._lock:
+                if self._arrays is None:
+                    if self._error is None:
+                        try:
+                            self._arrays = self._load()  # type: ignore[misc]
+                        except MLEFormatError as e:
+                            self._error = e
+                        self._load = None
+                    if self._error is not None:
+                        raise type(self._error)(str(self._error))
+        return self._arrays  # type: ignore[return-value]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.specs:
+            raise KeyError(name)
+        return self.verify()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def __repr__(self) -> str:
+        return f"TensorMap({len(self.specs)} tensors, {'verified' if self.verified else 'not verified yet'})"
+
+
 class MLEFile:
     """A loaded ``.mle`` file.
 
-    For uncompressed, unencrypted files, ``tensors`` are read-only views into
+    ``tensors`` is a :class:`TensorMap` (verified at open unless opened with
+    ``lazy_tensors=True``, then on the first read of a value). For
+    uncompressed, unencrypted files, its values are read-only views into
     ``buffer``, a uint8 array over a read-only mmap of the file (or over the
     bytes passed to :func:`read_mle`). Each view keeps the mapping alive on its
     own, so arrays stay valid after :meth:`close`; the mmap is unmapped when the
@@ -140,7 +215,7 @@ class MLEFile:
         *,
         metadata: dict[str, Any],
         graph: dict[str, Any],
-        tensors: dict[str, np.ndarray],
+        tensors: TensorMap,
         format_version: int,
         file_size: int,
         sections: list[SectionInfo],
@@ -170,7 +245,7 @@ class MLEFile:
     def close(self) -> None:
         """Drop this object's references; unmap now if no tensor view is still alive."""
         mapping, self._mmap = self._mmap, None
-        self.tensors = {}
+        self.tensors = TensorMap({}, dict)
         self.buffer = np.empty(0, np.uint8)
         if mapping is not None:
             try:
@@ -633,10 +708,15 @@ def _parse_header(buf: np.ndarray) -> tuple[int, int, list[SectionInfo]]:
     return version, flags, sections
 
 
+def _check_crc(stored: np.ndarray, section: SectionInfo) -> None:
+    if zlib.crc32(stored) != section.checksum:
+        raise MLEFormatError(f"{section.kind} section: checksum mismatch, the section is corrupted")
+
+
 def _check_crcs(buf: np.ndarray, sections: list[SectionInfo]) -> None:
     for s in sections:
-        if s.kind_id != KIND_SIGNATURE and zlib.crc32(buf[s.offset : s.offset + s.length]) != s.checksum:
-            raise MLEFormatError(f"{s.kind} section: checksum mismatch, the section is corrupted")
+        if s.kind_id != KIND_SIGNATURE:
+            _check_crc(buf[s.offset : s.offset + s.length], s)
 
 
 def _int(value: Any, where: str, field: str) -> int:
@@ -645,10 +725,11 @@ def _int(value: Any, where: str, field: str) -> int:
     return value
 
 
-def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
+def _tensor_specs(index: Any, data_length: int) -> dict[str, TensorSpec]:
+    """The tensor index checked against a tensor_data section of ``data_length`` bytes (its bytes unread)."""
     if not isinstance(index, list):
         raise MLEFormatError(f"tensor_index section: expected a list, got {type(index).__name__}")
-    tensors: dict[str, np.ndarray] = {}
+    specs: dict[str, TensorSpec] = {}
     cursor = 0
     for i, entry in enumerate(index):
         where = f"tensor_index[{i}]"
@@ -660,7 +741,7 @@ def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
         if not isinstance(name, str) or not name:
             raise MLEFormatError(f"{where}: name must be a non-empty str, got {name!r}")
         where = f"tensor {name!r} ({where})"
-        if name in tensors:
+        if name in specs:
             raise MLEFormatError(f"{where}: duplicate tensor name")
         code = entry["dtype"]
         dt = DTYPES.get(code) if isinstance(code, str) else None
@@ -685,23 +766,51 @@ def _build_tensors(index: Any, data: np.ndarray) -> dict[str, np.ndarray]:
                 f"{where}: offset is {offset}, expected {_align(cursor)} "
                 "(tensors follow each other in index order, each 64-byte aligned)"
             )
-        end = offset + nbytes
-        if end > len(data):
-            raise MLEFormatError(f"{where}: bytes {offset}..{end} run past the {len(data)}-byte tensor_data section")
-        if data[cursor:offset].any():
+        cursor = offset + nbytes
+        if cursor > data_length:
+            raise MLEFormatError(f"{where}: bytes {offset}..{cursor} run past the {data_length}-byte tensor_data section")
+        specs[name] = TensorSpec(tuple(shape), dt, offset, nbytes, code)
+    if cursor != data_length:
+        raise MLEFormatError(f"tensor_data section is {data_length} bytes but its tensors end at byte {cursor}")
+    return specs
+
+
+def _tensor_arrays(specs: Mapping[str, TensorSpec], data: np.ndarray) -> dict[str, np.ndarray]:
+    """The tensors of checked ``specs`` as views of ``data``, after checking padding and bool bytes."""
+    tensors: dict[str, np.ndarray] = {}
+    cursor = 0
+    for i, (name, spec) in enumerate(specs.items()):
+        where = f"tensor {name!r} (tensor_index[{i}])"
+        end = spec.offset + spec.nbytes
+        if data[cursor : spec.offset].any():
             raise MLEFormatError(f"{where}: padding bytes before the tensor must be zero")
-        raw = data[offset:end]
-        if code == "bool" and (raw > 1).any():
+        raw = data[spec.offset : end]
+        if spec.code == "bool" and (raw > 1).any():
             raise MLEFormatError(f"{where}: bool tensor holds bytes other than 0 and 1")
-        arr = raw.view(dt).reshape(shape)
-        if sys.byteorder == "big" and dt.byteorder == "<":
-            arr = arr.astype(dt.newbyteorder("="))
+        arr = raw.view(spec.dtype).reshape(spec.shape)
+        if sys.byteorder == "big" and spec.dtype.byteorder == "<":
+            arr = arr.astype(spec.dtype.newbyteorder("="))
             arr.flags.writeable = False
         tensors[name] = arr
         cursor = end
-    if cursor != len(data):
-        raise MLEFormatError(f"tensor_data section is {len(data)} bytes but its tensors end at byte {cursor}")
     return tensors
+
+
+def _deferred_tensors(
+    specs: dict[str, TensorSpec], data: np.ndarray, section: SectionInfo, in_place: bool, prefix: str
+) -> TensorMap:
+    """A :class:`TensorMap` whose first read checks the section's CRC (when ``in_place``: ``data`` is its
+    stored bytes, not checked at load) and then the tensors' padding and bool bytes."""
+
+    def load() -> dict[str, np.ndarray]:
+        try:
+            if in_place:
+                _check_crc(data, section)
+            return _tensor_arrays(specs, data)
+        except MLEFormatError as e:
+            raise MLEFormatError(f"{prefix}{e}") from None
+
+    return TensorMap(specs, load)
 
 
 def _unverifiable(error: MLEFormatError) -> MLESecurityError:
@@ -718,7 +827,7 @@ def _public_keys(public_key: Any) -> list[Any]:
 
 def _parse(
     buf: np.ndarray, mapping: mmap.mmap | None, max_decompressed_bytes: int,
-    public_key: Any, key: Any, password: Any,
+    public_key: Any, key: Any, password: Any, prefix: str, lazy_tensors: bool,
 ) -> MLEFile:
     try:
         version, flags, sections = _parse_header(buf)
@@ -739,7 +848,9 @@ def _parse(
             raise _unverifiable(e) from None
     elif signature is not None:
         check_signature_layout(buf[signature.offset : signature.offset + signature.length])
-    _check_crcs(buf, sections)
+    data = by_kind[KIND_TENSOR_DATA]
+    in_place = not data.flags  # read in place (neither compressed nor encrypted): its CRC waits for the first read
+    _check_crcs(buf, [s for s in sections if not (in_place and s is data)])
     encryption = by_kind.get(KIND_ENCRYPTION)
     decryptor = None
     if encryption is not None:
@@ -773,7 +884,10 @@ def _parse(
         if not isinstance(value, dict):
             raise MLEFormatError(f"{kind} section: expected a map, got {type(value).__name__}")
     index = unpack_plain(memoryview(decoded["tensor_index"]), "tensor_index")
-    tensors = _build_tensors(index, decoded["tensor_data"])
+    specs = _tensor_specs(index, data.raw_length)
+    tensors = _deferred_tensors(specs, decoded["tensor_data"], data, in_place, prefix)
+    if not lazy_tensors:
+        tensors.verify()
     return MLEFile(
         metadata=metadata,
         graph=graph,
@@ -794,6 +908,7 @@ def read_mle(
     public_key: Any = None,
     key: bytes | None = None,
     password: str | bytes | None = None,
+    lazy_tensors: bool = False,
 ) -> MLEFile:
     """Open and fully validate a ``.mle`` file given as a path or as bytes.
 
@@ -811,6 +926,11 @@ def read_mle(
         read. ``MLEFile.signer`` is then the raw key that verified.
       key, password: the AES-256 key (32 raw bytes) or password of an
         encrypted file; giving one for an unencrypted file is an error.
+      lazy_tensors: defer the checks that read the tensor data (the
+        checksum of an uncompressed, unencrypted tensor_data section, zero
+        padding, bool bytes) to the first read of a tensor value
+        (:class:`TensorMap`), which raises MLEFormatError if they fail.
+        Everything else is checked now.
 
     Raises:
       MLEFormatError: the file is invalid.
@@ -832,7 +952,7 @@ def read_mle(
         buf = np.frombuffer(mapping, np.uint8)
     buf.flags.writeable = False
     try:
-        return _parse(buf, mapping, max_decompressed_bytes, public_key, key, password)
+        return _parse(buf, mapping, max_decompressed_bytes, public_key, key, password, prefix, lazy_tensors)
     except (MLEFormatError, MLESecurityError) as e:
         del buf
         if mapping is not None:

@@ -197,14 +197,16 @@ class Program:
         max_tile: int = DEFAULT_MAX_TILE,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        check_graph(graph, tensors)
+        specs = getattr(tensors, "specs", tensors)  # a TensorMap's shapes and dtypes: no tensor bytes read at load
+        check_graph(graph, specs)
         self.options = dict(options or {})
         self.graph = graph
         self.device = resolve_device(device)
         self.batch_buckets = batch_buckets
         self.max_tile = max_tile if batch_buckets is not None else 1 << 62
-        self._host_tensors = {k: tensors[k] for k in _referenced(graph, tensors)}
-        self._host_tensors.update(_prepared(graph, self._host_tensors))
+        self._tensors = tensors
+        self._host: dict[str, np.ndarray] | None = None
+        self._host_lock = threading.Lock()
         self._params: dict[str, jax.Array] | None = None
         self._compiled: dict[tuple, Callable] = {}
         self._fast: dict[tuple, tuple] = {}
@@ -216,10 +218,26 @@ class Program:
         self._rule_cache: dict[Any, Any] = {}
         self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
         self._digest: str | None = None
-        self._row_budget = row_budget(graph, tensors)
+        self._row_budget = row_budget(graph, specs)
         self._value_shapes: dict[str, tuple] | None = None
         self._n_classes: int | None = None
         self._shapes_lock = threading.Lock()
+
+    @property
+    def _host_tensors(self) -> dict[str, np.ndarray]:
+        """The stored tensors the graph reads, plus the rules' prepared ones (:func:`_prepared`), on first use.
+
+        Reading a :class:`~mlejax.format.container.TensorMap` verifies the
+        tensor data first, so nothing is traced, compiled or run on bytes that
+        have not been checked.
+        """
+        if self._host is None:
+            with self._host_lock:
+                if self._host is None:
+                    host = {k: self._tensors[k] for k in _referenced(self.graph, self._tensors)}
+                    host.update(_prepared(self.graph, host))
+                    self._host = host
+        return self._host
 
     def check_shapes(self) -> dict[str, tuple]:
         """The one-row shape of every value the outputs depend on, traced once (before the first compile).

@@ -107,7 +107,8 @@ def load_model(
 
     keys = signature_keys(verify_signature, public_key)
     mfile = read_mle(
-        os.fspath(path), public_key=keys, key=key, password=password, max_decompressed_bytes=max_decompressed_bytes
+        os.fspath(path), public_key=keys, key=key, password=password, max_decompressed_bytes=max_decompressed_bytes,
+        lazy_tensors=True,  # tensor data is verified before its first use (trace, compile, run, inspection)
     )
     check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
     model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy)
@@ -174,7 +175,7 @@ class Model:
         self._checks = InputChecks.from_metadata(self.metadata, self.n_features_in_, names, self.source_estimator)
         #: default of the per-call ``check_finite=`` (see :func:`load_model`)
         self.check_finite = True
-        self._options = PredictOptions(self.metadata, self.graph, mfile.tensors)
+        self._options = PredictOptions(self.metadata, self.graph, mfile.tensors.specs)
         self.program = Program(
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
             # an encrypted model's programs hold decrypted values: never in the on-disk compilation cache
