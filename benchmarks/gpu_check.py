@@ -11,6 +11,13 @@ Usage:
     python benchmarks/gpu_check.py                           # rf, xgb, xgb10, lgbm, cat on the GPU
     python benchmarks/gpu_check.py --out "$OUT"              # also write gpu_check.md / .json there
     python benchmarks/gpu_check.py --device cpu --quick      # test this script's logic without a GPU
+    python benchmarks/gpu_check.py --device cpu --parts score --score-rows 20000   # only batch scoring, on CPU
+
+Batch scoring (``--parts score``): ``mlejax.score`` (what ``mle-score`` runs),
+Parquet to Parquet, of ``--score-rows`` rows of 28 float32 features with
+RandomForest(100, depth 12) and XGBoost(500) (``benchmarks/batch_scoring.py``'s
+data and models), on one device and, when there are several, on all of them:
+rows/s end to end (model already loaded) and the ScoreReport's stage times.
 
 Exits with status 2 and a message when JAX sees no GPU.
 """
@@ -20,11 +27,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import warnings
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import batch_scoring  # noqa: E402
 import trees  # noqa: E402
 from _peers import make_peers  # noqa: E402
 
@@ -41,7 +51,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for the CPU peers (default: all cores)")
     p.add_argument("--mlejax-strategies", default="", help='comma list for load_model(tree_strategy=...); "" = default')
     p.add_argument("--out", default=None, help="folder for gpu_check.md and gpu_check.json (default: print only)")
+    p.add_argument("--parts", default="trees,score", help="comma list of trees, score (default: both)")
+    p.add_argument("--score-rows", type=int, default=None, help="rows to batch-score (default 1000000; quick 20000)")
+    p.add_argument("--score-models", default="rf,xgb", help="comma list of batch_scoring.py models to score with")
     args = p.parse_args(argv)
+    args.parts = {x.strip() for x in args.parts.split(",")}
+    if not args.parts or args.parts - {"trees", "score"}:
+        p.error(f"--parts: choose from trees, score; got {sorted(args.parts)}")
+    args.score_rows = args.score_rows or (20_000 if args.quick else 1_000_000)
+    args.score_models = [m.strip() for m in args.score_models.split(",")]
+    if set(args.score_models) - set(batch_scoring.MODELS):
+        p.error(f"--score-models: choose from {', '.join(batch_scoring.MODELS)}")
     args.models = [m.strip() for m in args.models.split(",")]
     unknown = [m for m in args.models if m not in trees.MODELS]
     if unknown:
@@ -110,6 +130,38 @@ def summary(results: dict, rows: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
+def score_check(args: argparse.Namespace, log: Callable[[str], None]) -> str:
+    """Markdown table of ``mlejax.score`` Parquet → Parquet on one device and on every device of ``args.device``."""
+    import jax
+
+    import mlejax
+
+    devices = jax.devices(args.device)
+    device_sets = [devices[:1]] + ([devices] if len(devices) > 1 else [])
+    head = ["model", "devices", "rows", "rows/s", "seconds", "batch rows", *(f"{s} s" for s in batch_scoring.STAGES), "peak RSS"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "data.parquet")
+        batch_scoring.write_dataset(data, args.score_rows)
+        X, y = batch_scoring.make_rows(20_000, seed=0)
+        for key in args.score_models:
+            path = os.path.join(work, f"{key}.mle")
+            mlejax.export_model(batch_scoring.train(key, X, y), path, sample_input=X[:256])
+            for devs in device_sets:
+                model = mlejax.load_model(path, device=devs[0])
+                out = os.path.join(work, "scores.parquet")
+                kw = {"columns": batch_scoring.FEATURES, "keep": ["id"], "device": devs, "progress": False, "overwrite": True}
+                mlejax.score(model, data, out, **kw)  # compile, warm caches
+                report = mlejax.score(model, data, out, **kw)
+                log(f"gpu_check: score {key} on {len(devs)} device(s): {report.summary()}")
+                lines.append("| " + " | ".join([
+                    batch_scoring.MODELS[key], f"{len(devs)} × {devs[0].device_kind}", f"{report.rows:,}",
+                    trees.fmt_rate(report.rows_per_s), f"{report.seconds:.2f}", f"{report.batch_rows:,}",
+                    *(f"{report.stages.get(s, 0.0):.2f}" for s in batch_scoring.STAGES), f"{report.peak_rss_bytes / 2**20:,.0f} MiB",
+                ]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -121,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     log(f"gpu_check: mlejax on {name}; CPU peers on {info['logical_cpus']} CPUs ({info['cpu']})")
+    results: dict = {}
+    scoring = None
     try:
-        results = trees.run_suite(args, peers, log)
+        if "trees" in args.parts:
+            results = trees.run_suite(args, peers, log)
+        if "score" in args.parts:
+            scoring = score_check(args, log)
     finally:
         import shutil
 
@@ -130,15 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     info["suite_seconds"] = round(time.perf_counter() - t0, 1)
     info["accelerator"] = name
     parts = [
-        trees.header(info, ["benchmarks/gpu_check.py", *argv], f"Tree ensembles: mlejax on {name} vs CPU peers"),
+        trees.header(info, ["benchmarks/gpu_check.py", *argv], f"mlejax on {name} vs CPU peers"),
         f"\nmlejax device: {args.device} = {name}. CPU peers ({', '.join(CPU_PEERS)}) use {args.threads} threads. "
         "mlejax throughput includes copying the input to the device and the result back. "
         f"Suite time {info['suite_seconds']:.0f} s.",
-        "\n## Summary\n",
-        summary(results, args.rows),
     ]
+    if results:
+        parts += ["\n## Summary\n", summary(results, args.rows)]
     for title, res in results.values():
         parts += [f"\n## {title}\n", trees.model_table(res, args.rows)]
+    if scoring:
+        parts += [f"\n## Batch scoring (mle-score), Parquet → Parquet, {args.score_rows:,} rows × 28 float32\n", scoring]
     text = "\n".join(parts) + "\n"
     print(text)
     if args.out:
