@@ -114,12 +114,12 @@ def chips(items: Iterable[Any], tone: str = "plain") -> Markup:
     return Markup("".join(badge(item, tone) for item in items))
 
 
-def code(text: Any) -> Markup:
+def _code(text: Any) -> Markup:
     """Monospace text (names, paths, hashes)."""
     return Markup(f'<code style="{_MONO}">{_h(text)}</code>')
 
 
-def first(values: Sequence[Any] | None, n: int = FIRST) -> str | None:
+def _first(values: Sequence[Any] | None, n: int = FIRST) -> str | None:
     """``"a, b, c … (N in all)"``: the first ``n`` values of a long list; ``None`` for ``None``."""
     if values is None:
         return None
@@ -128,7 +128,7 @@ def first(values: Sequence[Any] | None, n: int = FIRST) -> str | None:
     return shown if len(values) <= n else f"{shown} … ({len(values):,} in all)"
 
 
-def nbytes(n: int | None) -> str | None:
+def _nbytes(n: int | None) -> str | None:
     """``1.23 MB``-style sizes (decimal units, as the README's tables)."""
     if n is None:
         return None
@@ -156,14 +156,14 @@ def _source(metadata: Mapping[str, Any]) -> list[tuple[str, Any]]:
     exported = metadata.get("created")
     if exported is not None and metadata.get("mlejax_version"):
         exported = f"{exported} (mlejax {metadata['mlejax_version']})"
-    return [("source", code(source.get("estimator", "unknown"))), ("framework", framework), ("exported", exported)]
+    return [("source", _code(source.get("estimator", "unknown"))), ("framework", framework), ("exported", exported)]
 
 
 def _inputs(inputs: Sequence[Mapping[str, Any]]) -> Markup:
     """Input schema: name, dtype, shape (``batch`` for the batch dimension), first feature names."""
     rows = [
-        (code(i.get("name")), i.get("dtype"), "[" + ", ".join("batch" if d is None else str(d) for d in i.get("shape") or []) + "]",
-         first(i.get("feature_names")) or "")
+        (_code(i.get("name")), i.get("dtype"), "[" + ", ".join("batch" if d is None else str(d) for d in i.get("shape") or []) + "]",
+         _first(i.get("feature_names")) or "")
         for i in inputs
     ]
     named = any(row[3] for row in rows)
@@ -175,7 +175,7 @@ def _ops(ops: Mapping[str, int]) -> Markup:
 
 
 def _classes(classes: Sequence[Any] | None) -> Any:
-    return None if classes is None else f"{len(classes)}: {first(classes)}"
+    return None if classes is None else f"{len(classes)}: {_first(classes)}"
 
 
 def _parity(verification: Mapping[str, Any] | None) -> Markup:
@@ -190,7 +190,7 @@ def _parity(verification: Mapping[str, Any] | None) -> Markup:
         rel = result.get("max_rel_error")
         good = mismatches == 0 if mismatches is not None else isinstance(rel, (int, float)) and rel <= TOLERANCE
         verdict = badge("exact" if mismatches == 0 or rel == 0 else "within bound" if good else "over bound", "ok" if good else "bad")
-        rows.append((code(method), _error(result.get("max_abs_error")), _error(rel), "" if mismatches is None else f"{mismatches:,}", verdict))
+        rows.append((_code(method), _error(result.get("max_abs_error")), _error(rel), "" if mismatches is None else f"{mismatches:,}", verdict))
     note = Markup(f'<div style="opacity: 0.7;">on {verification.get("rows", "?")} sample rows; bound |ours − native| ≤ '
                   f'{TOLERANCE:g} · (1 + |native|)</div>')
     return Markup(table(("method", "max abs error", "max rel error", "label mismatches", ""), rows, numeric=(1, 2, 3)) + note)
@@ -198,7 +198,7 @@ def _parity(verification: Mapping[str, Any] | None) -> Markup:
 
 def _signature(state: str, signer: str | None = None) -> Markup:
     tone = {"signed (verified)": "ok", "signed (not verified)": "warn"}.get(state, "plain")
-    return Markup(badge(state, tone) + (f" {code(signer)}" if signer else ""))
+    return Markup(badge(state, tone) + (f" {_code(signer)}" if signer else ""))
 
 
 def _quantization(q: Mapping[str, Any] | None) -> Any:
@@ -206,7 +206,7 @@ def _quantization(q: Mapping[str, Any] | None) -> Any:
         return "none"
     quantized = q.get("quantized")
     count = f"{len(quantized)} tensors, " if isinstance(quantized, (list, dict)) else ""
-    return f"{q.get('mode')} ({count}{nbytes(q.get('bytes_before'))} → {nbytes(q.get('bytes_after'))})"
+    return f"{q.get('mode')} ({count}{_nbytes(q.get('bytes_before'))} → {_nbytes(q.get('bytes_after'))})"
 
 
 # --- the views --------------------------------------------------------------------------
@@ -247,16 +247,16 @@ def model_html(model: Any) -> Markup:
             ("classes", _classes(None if model.classes_ is None else list(model.classes_))),
         ])),
         ("Inputs", _inputs(inputs)),
-        ("Outputs", table(("output", "read by"), [(code(o), ", ".join(readers.get(o, [])) or "run()") for o in model.outputs])),
+        ("Outputs", table(("output", "read by"), [(_code(o), ", ".join(readers.get(o, [])) or "run()") for o in model.outputs])),
         ("Graph", fields([
             ("nodes", f"{len(graph.nodes):,}"),
             ("trees", _trees(graph, tensors)),
             ("parameters", f"{sum(int(a.size) for a in tensors.values()):,} values in {len(tensors):,} tensors "
-                           f"({nbytes(sum(int(a.nbytes) for a in tensors.values()))})"),
+                           f"({_nbytes(sum(int(a.nbytes) for a in tensors.values()))})"),
             ("ops", _ops(Counter(n.op for n in graph.nodes))),
         ])),
         ("File", fields([
-            ("size", nbytes(f.file_size)),
+            ("size", _nbytes(f.file_size)),
             ("format version", f.format_version),
             ("compression", "zstd" if any(s.compressed for s in f.sections) else "none (memory-mapped)"),
             ("quantization", _quantization(meta.get("quantization"))),
@@ -265,8 +265,8 @@ def model_html(model: Any) -> Markup:
         ])),
         ("Parity at export", _parity(meta.get("verification"))),
         ("Runtime", fields([
-            ("device", code(model.device)),
-            ("batch buckets", "exact sizes" if buckets is None else buckets if isinstance(buckets, str) else first(list(buckets))),
+            ("device", _code(model.device)),
+            ("batch buckets", "exact sizes" if buckets is None else buckets if isinstance(buckets, str) else _first(list(buckets))),
             ("tile", f"{program.max_tile:,} rows" if buckets is not None else None),
             ("tree strategy", model.tree_strategy or None),
             ("compiled", table(("outputs", "batch", "compile ms"), compiled, numeric=(1, 2)) or "nothing yet (compiled on the first call per batch size)"),
@@ -281,7 +281,7 @@ def inspect_html(info: Mapping[str, Any]) -> Markup:
     classes = (meta.get("classes") or {}).get("values") if isinstance(meta.get("classes"), Mapping) else None
     return card("mlejax file", info.get("path"), [
         ("File", fields([
-            ("size", nbytes(info.get("file_size_bytes"))),
+            ("size", _nbytes(info.get("file_size_bytes"))),
             ("format version", info.get("format_version")),
             ("signature", _signature(info.get("signature", "unsigned"), info.get("signer"))),
             ("encryption", badge("AES-256-GCM", "info") if info.get("encrypted") else "none"),
@@ -294,18 +294,18 @@ def inspect_html(info: Mapping[str, Any]) -> Markup:
             ("classes", _classes(classes)),
         ])),
         ("Inputs", _inputs(info.get("inputs", []))),
-        ("Outputs", table(("output", "value"), [(code(k), code(v)) for k, v in (info.get("outputs") or {}).items()])),
+        ("Outputs", table(("output", "value"), [(_code(k), _code(v)) for k, v in (info.get("outputs") or {}).items()])),
         ("Ops", _ops(info.get("ops") or {})),
-        (f"Tensors ({len(tensors):,}, {nbytes(info.get('tensor_bytes'))})", table(
+        (f"Tensors ({len(tensors):,}, {_nbytes(info.get('tensor_bytes'))})", table(
             ("tensor", "dtype", "shape", "bytes"),
-            [(code(t["name"]), t["dtype"], str(t["shape"]), f"{t['nbytes']:,}") for t in tensors[:FIRST]],
+            [(_code(t["name"]), t["dtype"], str(t["shape"]), f"{t['nbytes']:,}") for t in tensors[:FIRST]],
             numeric=(3,), more=len(tensors) - FIRST)),
         ("Sections", table(("section", "stored bytes", "raw bytes", "compressed"),
                            [(s["kind"], f"{s['stored_bytes']:,}", f"{s['raw_bytes']:,}", "yes" if s["compressed"] else "")
                             for s in info.get("sections", [])], numeric=(1, 2))),
         ("Parity at export", _parity(meta.get("verification"))),
         ("Recommendations", Markup("".join(f"<div>• {_h(r)}</div>" for r in info.get("recommendations", [])))),
-    ], closed=("Sections", f"Tensors ({len(tensors):,}, {nbytes(info.get('tensor_bytes'))})"))
+    ], closed=("Sections", f"Tensors ({len(tensors):,}, {_nbytes(info.get('tensor_bytes'))})"))
 
 
 def export_html(report: Mapping[str, Any]) -> Markup:
@@ -314,8 +314,8 @@ def export_html(report: Mapping[str, Any]) -> Markup:
     q_error = (q or {}).get("error")
     return card("mlejax export", f"{report.get('estimator')} → {report.get('path')}", [
         ("File", fields([
-            ("size", nbytes(report.get("file_size_bytes"))),
-            ("tensors", nbytes(report.get("tensor_bytes"))),
+            ("size", _nbytes(report.get("file_size_bytes"))),
+            ("tensors", _nbytes(report.get("tensor_bytes"))),
             ("compression", f"{report.get('compression') or 'none'} (tensor bytes / file size {report.get('compression_ratio', 0):.2f})"),
             ("quantization", _quantization(q)),
             ("encryption", badge("AES-256-GCM", "info") if report.get("encrypted") else "none"),
@@ -326,7 +326,7 @@ def export_html(report: Mapping[str, Any]) -> Markup:
         ("Parity against the source model", _parity(report.get("verification")) or "not checked: pass sample_input= to export_model"),
         ("Quantization error against the unquantized model", table(
             ("method", "max abs error", "max rel error", "mismatches"),
-            [(code(m), _error(e.get("max_abs_error")), _error(e.get("max_rel_error")), e.get("mismatches", ""))
+            [(_code(m), _error(e.get("max_abs_error")), _error(e.get("max_rel_error")), e.get("mismatches", ""))
              for m, e in (q_error or {}).items()], numeric=(1, 2, 3))),
     ])
 
@@ -348,12 +348,12 @@ def score_html(report: Any) -> Markup:
         ("Run", fields([
             ("rows", f"{report.rows:,} in {_count(report.batches, 'batch')} of ≤ {report.batch_rows:,}"),
             ("time", f"{report.seconds:.3f} s ({report.rows_per_s:,.0f} rows/s)"),
-            ("method", code(report.method)),
+            ("method", _code(report.method)),
             ("devices", chips(report.devices)),
             ("peak RSS", f"{report.peak_rss_bytes / 2**20:,.0f} MiB"),
-            ("input columns", first(report.columns)),
-            ("output columns", first(report.output_columns)),
-            ("output", None if output is None else code(output)),
+            ("input columns", _first(report.columns)),
+            ("output columns", _first(report.output_columns)),
+            ("output", None if output is None else _code(output)),
         ])),
         ("Time per stage (s)", table(("stage", "seconds", ""),
                                      [(s, f"{stages.get(s, 0.0):.3f}", _bar(stages.get(s, 0.0) / slowest)) for s in STAGES],
@@ -376,21 +376,21 @@ def version_html(version: Any) -> Markup:
     git = lineage.get("git") if isinstance(lineage.get("git"), Mapping) else {}
     return card(f"{version.name}:{version.version}", version.estimator, [
         ("Version", fields([
-            ("uri", code(version.uri)),
+            ("uri", _code(version.uri)),
             ("aliases", chips(version.aliases, "ok") or None),
             ("tags", chips(f"{k}={v}" for k, v in version.tags.items()) or None),
             ("description", version.description),
             ("registered", version.created_at),
-            ("size", nbytes(version.size)),
-            ("sha256", code(version.sha256)),
+            ("size", _nbytes(version.size)),
+            ("sha256", _code(version.sha256)),
             ("signature", _signature("signed (not verified)" if info.get("signed") else "unsigned")),
         ])),
         ("Model", fields([
-            ("source", code(info.get("estimator", "unknown"))),
+            ("source", _code(info.get("estimator", "unknown"))),
             ("framework", " ".join(str(x) for x in (info.get("framework"), info.get("framework_version")) if x)),
             ("exported", info.get("exported_at")),
             ("methods", chips(info.get("methods") or [], "info")),
-            ("outputs", first(info.get("outputs"))),
+            ("outputs", _first(info.get("outputs"))),
             ("classes", _classes(info.get("classes"))),
             ("ops", _ops(info.get("ops") or {})),
         ])),
@@ -406,12 +406,12 @@ def version_html(version: Any) -> Markup:
 def listing_html(entries: Sequence[Any]) -> Markup:
     """A registry listing: versions (``versions``, ``search``) or models (``list_models``) as one table."""
     if entries and isinstance(entries[0], Mapping):
-        rows = [(code(e.get("name")), e.get("latest_version"), e.get("versions"),
+        rows = [(_code(e.get("name")), e.get("latest_version"), e.get("versions"),
                  chips(f"{a}→{v}" for a, v in (e.get("aliases") or {}).items()), e.get("created_at"))
                 for e in entries]
         return card("mlejax registry", _count(len(entries), "model"), [
             ("Models", table(("name", "latest", "versions", "aliases", "created"), rows, numeric=(1, 2)))])
-    rows = [(code(v.uri), chips(v.aliases, "ok"), code(v.estimator or "?"), nbytes(v.size), v.created_at,
+    rows = [(_code(v.uri), chips(v.aliases, "ok"), _code(v.estimator or "?"), _nbytes(v.size), v.created_at,
              chips(f"{k}={val}" for k, val in v.tags.items()))
             for v in entries]
     return card("mlejax registry", _count(len(entries), "version"), [
