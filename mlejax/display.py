@@ -4,9 +4,10 @@ One small renderer (:func:`card` of titled sections holding :func:`fields`
 lists, :func:`table` grids, :func:`chips` and :func:`badge` marks) and a view
 per object built on it: :func:`model_html`, :func:`inspect_html`,
 :func:`export_html`, :func:`score_html`, :func:`version_html` and
-:func:`listing_html`. Styles are inline (no ``<style>`` block, no external
-asset), so the HTML renders the same in JupyterLab, VS Code and static
-notebook viewers, in light and dark themes.
+:func:`listing_html`. Styles are inline attributes (no ``<style>`` block for a
+sanitizer to strip, no external asset) and colours are translucent, so the
+cards read in light and dark themes and keep their layout under JupyterLab's
+table styles.
 
 Every value is HTML-escaped where it is written: only markup made here
 (:class:`Markup`) is inserted as is, so a crafted file's metadata (estimator,
