@@ -885,9 +885,9 @@ def _parse(
             raise MLEFormatError(f"{kind} section: expected a map, got {type(value).__name__}")
     index = unpack_plain(memoryview(decoded["tensor_index"]), "tensor_index")
     specs = _tensor_specs(index, data.raw_length)
-    tensors = _deferred_tensors(specs, decoded["tensor_data"], data, in_place, prefix)
+    tensors = _deferred_tensors(specs, decoded["tensor_data"], data, in_place, prefix if lazy_tensors else "")
     if not lazy_tensors:
-        tensors.verify()
+        tensors.verify()  # its errors get the prefix from read_mle
     return MLEFile(
         metadata=metadata,
         graph=graph,
