@@ -4,7 +4,8 @@ Trains RandomForest(100, depth 12), XGBoost(500), LightGBM(500), an
 MLP(256, 128) and a LogisticRegression on 20k × 28 rows (``trees.make_data``),
 saves each as ``.mle`` and as joblib, and prints a markdown table of the
 median of ``--repeats`` loads of each (interleaved, after two warm-up loads,
-so both see the same machine state), with joblib's time over mlejax's.
+so both see the same machine state; ``--blocked``: one loader's loads, then the
+other's), with joblib's time over mlejax's.
 A load is ``load_model(path)`` alone: nothing is compiled or predicted.
 
 Usage:
@@ -65,7 +66,12 @@ def _median_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[f
     return [statistics.median(t) for t in times]
 
 
-def measure(key: str, X: Any, y: Any, workdir: str, repeats: int) -> tuple[str, int, float, float]:
+def _median_blocked(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Like :func:`_median_interleaved`, but all loads of one loader before the next's (each with warm caches)."""
+    return [_median_interleaved([fn], repeats)[0] for fn in fns]
+
+
+def measure(key: str, X: Any, y: Any, workdir: str, repeats: int, blocked: bool) -> tuple[str, int, float, float]:
     """(description, .mle size, mlejax median s, joblib median s) for one model."""
     import joblib
 
@@ -80,7 +86,8 @@ def measure(key: str, X: Any, y: Any, workdir: str, repeats: int) -> tuple[str, 
     joblib.dump(model, jl_path)
     mlejax.load_model(mle_path).predict_proba(X[:8])  # imports and first-use paths out of the way
     gc.collect()
-    ours, theirs = _median_interleaved([lambda: mlejax.load_model(mle_path), lambda: joblib.load(jl_path)], repeats)
+    timer = _median_blocked if blocked else _median_interleaved
+    ours, theirs = timer([lambda: mlejax.load_model(mle_path), lambda: joblib.load(jl_path)], repeats)
     return desc, os.path.getsize(mle_path), ours, theirs
 
 
@@ -97,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     p.add_argument("--repeats", type=int, default=100, help="timed loads per model and loader (at least 50 for the README)")
     p.add_argument("--rows", type=int, default=20_000, help="training rows")
+    p.add_argument("--blocked", action="store_true",
+                   help="time all loads of one loader, then the other's (default: alternate, so the slower one's "
+                        "memory traffic also cools the caches of the faster)")
     args = p.parse_args(argv)
     keys = [k.strip() for k in args.models.split(",")]
     unknown = [k for k in keys if k not in MODELS]
@@ -104,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
     X, y, _ = trees.make_data(2, args.rows, 0, 0.0)
     with tempfile.TemporaryDirectory() as workdir:
-        rows = [measure(k, X, y, workdir, args.repeats) for k in keys]
-    print(f"Median of {args.repeats} loads each, interleaved, same process; {args.rows} training rows × {trees.N_FEATURES} features.\n")
+        rows = [measure(k, X, y, workdir, args.repeats, args.blocked) for k in keys]
+    order = "one loader after the other" if args.blocked else "alternating"
+    print(f"Median of {args.repeats} loads each, {order}, same process; {args.rows} training rows × {trees.N_FEATURES} features.\n")
     print(table(rows))
     return 0
 
