@@ -42,6 +42,7 @@ __all__ = [
     "sign_file",
     "encrypt_file",
     "verify_file",
+    "fsync_dir",
 ]
 
 # Format version changelog (see SPEC.md "Versioning"):
@@ -341,7 +342,8 @@ class _SectionSink:
             self._out(self._enc.finish())
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename inside ``directory`` durable (fsync the directory; a no-op where that is impossible)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # Windows cannot open directories; rename there is already durable enough
@@ -415,7 +417,7 @@ def _write_file(
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return pos
 
 

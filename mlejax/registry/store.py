@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from ..format.container import fsync_dir
+
 __all__ = ["BlobStore", "sha256_file"]
 
 _CHUNK = 1 << 20
@@ -28,19 +30,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -78,7 +67,7 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return sha, size
 
     def exists(self, sha256: str) -> bool:
