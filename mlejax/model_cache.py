@@ -63,7 +63,7 @@ def _load_defaults() -> dict[str, Any]:
 
 def _model_bytes(model: Any) -> int:
     mfile = model._file
-    return int(mfile.file_size + sum(a.nbytes for a in mfile.tensors.values()))
+    return int(mfile.file_size + sum(spec.nbytes for spec in mfile.tensors.specs.values()))  # the index: no tensor read
 
 
 class ModelCache:
