@@ -245,7 +245,7 @@ def convert_catboost(model: Any, x: str, ctx: ExportContext) -> dict:
         while "split" in node:
             node = node["left"]
         width = np.asarray(node.get("value", [0.0])).size
-    forest = ForestBuilder(width)
+    forest = ForestBuilder(width, float32_input=True)  # CatBoost rounds its input to float32: scaler thresholds fold
     for tree in trees:
         (_oblivious if "splits" in tree else _non_symmetric)(forest, reader, tree, width, float(scale))
     if reader.categorical:

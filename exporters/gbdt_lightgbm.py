@@ -159,6 +159,7 @@ def _add_tree(forest: ForestBuilder, tree: dict, target: int, ranks: RankedThres
     default_left = np.zeros(n, bool)
     lo = np.full(n, np.inf, np.float32)
     hi = np.full(n, -np.inf, np.float32)
+    t_exact = np.zeros(n, np.float64)  # LightGBM compares float64 input: scaler thresholds fold against these
     cats = {}
     if n_inner:
         child = lambda c: np.where(c >= 0, c, n_inner + ~c)  # noqa: E731
@@ -171,6 +172,7 @@ def _add_tree(forest: ForestBuilder, tree: dict, target: int, ranks: RankedThres
         # None: NaN is treated as 0.0, so it goes where 0.0 goes. Zero: |x| <= 1e-35 (NaN too) → default.
         default_left[:n_inner] = np.where(mtype == 0, 0.0 <= t64, dleft) & ~is_cat  # (0.0 <= t64 survives _zero_band)
         zero = (mtype == 1) & ~is_cat
+        t_exact[:n_inner] = np.where(is_cat, 0.0, t64)
         if ranks is None:
             threshold[:n_inner] = float32_threshold(np.where(is_cat, 0.0, t64))
             lo[:n_inner][zero] = -_ZERO
@@ -186,7 +188,8 @@ def _add_tree(forest: ForestBuilder, tree: dict, target: int, ranks: RankedThres
             k = int(t64[node])
             cats[int(node)] = (words[boundaries[k] : boundaries[k + 1]], False)
     forest.add_tree(left, right, feature, threshold, default_left, values.astype(np.float32),
-                    missing=(lo, hi), cats=cats, target=target, leaf_ids=leaf_ids)
+                    missing=(lo, hi), cats=cats, target=target, leaf_ids=leaf_ids,
+                    threshold64=t_exact if ranks is None else None)
 
 
 def _booster_of(model: Any) -> Any:

@@ -137,7 +137,7 @@ def fold_column_sources(ctx: ExportContext, x: str, feature: np.ndarray, thresho
     feature, threshold = feature.copy(), threshold.copy()
     extra: dict = {}  # (source value, column) -> column of x'
     for j in np.unique(feature[foldable]):
-        if entries[j] is None:
+        if j >= len(entries) or entries[j] is None:  # not a scaler output (or a column the library appends)
             continue
         nodes = np.flatnonzero(foldable & (feature == j))
         cut, ok = _raw_cutpoints(entries[j][2], (threshold if threshold64 is None else threshold64)[nodes])

@@ -304,3 +304,41 @@ def _column_transformer_edge_rows(pipe, X):
             row[raw_of[j]] = v
             rows.append(row)
     return np.asarray(rows, np.float32)
+
+
+# --- LightGBM and CatBoost behind scalers: folded too ---------------------------------------
+
+def _gbdt_split_points(model) -> list[tuple[int, float]]:
+    """(feature, threshold) of LightGBM / CatBoost numeric splits, in the space of the model's input."""
+    if type(model).__module__.startswith("lightgbm"):
+        df = model.booster_.trees_to_dataframe()
+        df = df[df.split_feature.notna() & (df.decision_type == "<=")]
+        names = model.booster_.feature_name()
+        return [(names.index(f), float(t)) for f, t in zip(df.split_feature, df.threshold)]
+    borders = model.get_borders()
+    return [(int(f), float(b)) for f, bs in borders.items() for b in bs if abs(b) < 1e30]  # -FLT_MAX: NaN's border
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "catboost"])
+def test_scaler_feeding_lightgbm_catboost(library, tmp_path):
+    """LightGBM compares the scaler's float64 output with float64 thresholds; CatBoost rounds it to float32 first."""
+    pytest.importorskip(library)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _scaled_data(nan=0.05)
+    if library == "lightgbm":
+        import lightgbm as lgb
+
+        model = lgb.LGBMClassifier(n_estimators=30, num_leaves=15, min_child_samples=5, verbose=-1)
+    else:
+        import catboost as cb
+
+        model = cb.CatBoostClassifier(iterations=30, depth=4, verbose=0, random_seed=0, thread_count=1)
+    pipe = make_pipeline(StandardScaler(), model).fit(X, y)
+    global _split_points
+    try:
+        saved, _split_points = _split_points, _gbdt_split_points
+        _check_pipeline(pipe, X, tmp_path)
+    finally:
+        _split_points = saved
