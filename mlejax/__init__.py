@@ -18,6 +18,7 @@ _checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if not _os.path.isdir(_os.path.join(__path__[0], "format")) and _os.path.isfile(_os.path.join(_checkout, "format", "SPEC.md")):
     __path__.append(_checkout)
 
+from .bench import BenchmarkReport, benchmark
 from .compression import CompressionUtils
 from .export import ExportReport, export_model
 from .exporters import register_converter, supported_models
@@ -31,6 +32,8 @@ __all__ = [
     "__version__",
     "export_model",
     "ExportReport",
+    "benchmark",
+    "BenchmarkReport",
     "load_model",
     "Model",
     "ModelCache",

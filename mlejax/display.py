@@ -27,7 +27,7 @@ from .inspect import signature_state, source_info
 
 __all__ = [
     "Markup", "mimebundle", "card", "fields", "table", "chips", "badge",
-    "model_html", "inspect_html", "export_html", "score_html", "version_html", "listing_html",
+    "model_html", "inspect_html", "export_html", "score_html", "benchmark_html", "version_html", "listing_html",
 ]
 
 #: How many class labels, feature names or rows of a long list are shown before "… (N in all)".
@@ -359,6 +359,19 @@ def score_html(report: Any) -> Markup:
         ("Time per stage (s)", table(("stage", "seconds", ""),
                                      [(s, f"{stages.get(s, 0.0):.3f}", _bar(stages.get(s, 0.0) / slowest)) for s in STAGES],
                                      numeric=(1,))),
+    ])
+
+
+def benchmark_html(report: Any) -> Markup:
+    """A :class:`mlejax.BenchmarkReport`: median and p95 latency and rows/s per runner and batch size."""
+    best = {b: max(report.throughput(b).values()) for b in report.batch_sizes}
+    rows = [
+        (r["runner"], f"{r['batch_size']:,}", f"{r['p50_ms']:.4g}", f"{r['p95_ms']:.4g}", f"{r['rows_per_s']:,.0f}",
+         _bar(r["rows_per_s"] / best[r["batch_size"]] if best[r["batch_size"]] else 0.0))
+        for r in report.rows
+    ]
+    return card("mlejax.benchmark", f"{report.method} on {report.device}", [
+        ("Runs", table(("runner", "batch", "p50 ms", "p95 ms", "rows/s", "vs fastest"), rows, numeric=(1, 2, 3, 4))),
     ])
 
 

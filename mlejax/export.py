@@ -7,7 +7,7 @@ import functools
 import os
 import time
 import warnings
-from typing import Any, Mapping
+from typing import Any, Generic, Mapping, TypeVar, overload
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .format.graph import GraphBuilder
 from .format.policy import make_policy
 from .lineage import capture as capture_lineage
 from .model import METHOD_OUTPUTS, Model
+from .progress import bar
 from .security import encryption_for
 
 __all__ = ["export_model", "ExportReport"]
@@ -29,11 +30,87 @@ __all__ = ["export_model", "ExportReport"]
 TOLERANCE = 1e-5
 
 
+T = TypeVar("T")
+
+#: Most (native, ours) value pairs kept per method for :meth:`ExportReport.plot`.
+PARITY_SAMPLES = 2000
+
+
+class _Key(Generic[T]):
+    """A typed attribute that reads the report's key of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> "_Key[T]": ...
+    @overload
+    def __get__(self, obj: "ExportReport", owner: type | None = None) -> T: ...
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj[self.name]
+        except KeyError:
+            raise AttributeError(f"this ExportReport has no {self.name!r}") from None
+
+
 class ExportReport(dict):
-    """What :func:`export_model` did: sizes, timings, and the parity check on ``sample_input``."""
+    """What :func:`export_model` did: sizes, timings, and the parity check on ``sample_input``.
+
+    A ``dict`` (so ``report["file_size_bytes"]``, ``json.dumps(report)`` and
+    ``dict(report)`` keep working) whose keys are also typed attributes
+    (``report.file_size_bytes``). :meth:`plot` draws ours against the source
+    model's outputs on ``sample_input``; in Jupyter the report shows as an
+    HTML card with the parity per method.
+
+    Attributes:
+      path: the written file.
+      estimator: the source model's class, e.g. ``"sklearn.RandomForestClassifier"``.
+      export_time_ms: wall time of the export, parity check included.
+      file_size_bytes: size of the written file.
+      tensor_bytes: raw bytes of the stored tensors.
+      compression: ``None`` or ``"zstd"``.
+      compression_ratio: ``tensor_bytes / file_size_bytes``.
+      ops: count of each Graph IR op.
+      methods: the methods the loaded model has (``predict``, ``predict_proba``, ...).
+      verification: ``None`` without ``sample_input``; else ``{"rows": n,
+        method: {"max_abs_error", "max_rel_error"} or {"label_mismatches"}}``.
+      quantization: ``None``, or what was quantized and the measured error.
+      encrypted: whether the file is encrypted.
+      samples: ``{method: (native, ours)}``, up to ``PARITY_SAMPLES`` float
+        values each from the parity check (not a key: kept in memory only,
+        not in the file or in ``dict(report)``).
+    """
+
+    path = _Key[str]()
+    estimator = _Key[str]()
+    export_time_ms = _Key[float]()
+    file_size_bytes = _Key[int]()
+    tensor_bytes = _Key[int]()
+    compression = _Key[str | None]()
+    compression_ratio = _Key[float]()
+    ops = _Key[dict[str, int]]()
+    methods = _Key[list[str]]()
+    verification = _Key[dict[str, Any] | None]()
+    quantization = _Key[dict[str, Any] | None]()
+    encrypted = _Key[bool]()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
         return f"ExportReport({dict.__repr__(self)})"
+
+    def plot(self, method: str | None = None) -> Any:
+        """Parity plot: ours against the source model on ``sample_input``, one panel per method (needs matplotlib).
+
+        Returns the matplotlib ``Figure``; see :func:`mlejax.plot.parity`.
+        """
+        from .plot import parity
+
+        return parity(self, method)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from .display import export_html, mimebundle
@@ -58,6 +135,7 @@ def export_model(
     policy: Mapping[str, Any] | None = None,
     exact_float64: bool = False,
     parent: Any = None,
+    progress: bool | None = None,
 ) -> ExportReport:
     """Export a trained ``model`` to the ``.mle`` file at ``path``.
 
@@ -91,14 +169,32 @@ def export_model(
         ``registry://`` URI or ``.mle`` path), recorded in the lineage.
         ``metadata["lineage"]`` also records hyper-parameters and the git
         commit (see :mod:`mlejax.lineage`).
+      progress: a bar through the export's steps (convert, write, check each
+        method): ``None`` shows it on a terminal for exports that take over
+        half a second, ``False`` never (see :mod:`mlejax.progress`).
 
     Returns:
-      An :class:`ExportReport` with ``export_time_ms``, ``file_size_bytes``,
-      ``compression_ratio``, ``ops``, ``methods``, ``verification`` and, when
-      quantizing, ``quantization`` (what was quantized and the max error
-      against the unquantized model on ``sample_input``).
+      An :class:`ExportReport` (a ``dict`` with typed attributes) with
+      ``export_time_ms``, ``file_size_bytes``, ``compression_ratio``, ``ops``,
+      ``methods``, ``verification`` and, when quantizing, ``quantization``
+      (what was quantized and the max error against the unquantized model on
+      ``sample_input``).
     """
     start = time.perf_counter()
+    with bar(total=3 if sample_input is None else 4, desc="export", unit="step", progress=progress) as steps:
+        report = _export(model, path, steps, sample_input=sample_input, input_shape=input_shape, training_data=training_data,
+                         compression=compression, compression_level=compression_level, metadata=metadata, quantize=quantize,
+                         quantize_leaves=quantize_leaves, encrypt_key=encrypt_key, password=password, policy=policy,
+                         exact_float64=exact_float64, parent=parent)
+    report["export_time_ms"] = (time.perf_counter() - start) * 1e3
+    return report
+
+
+def _export(model: Any, path: str | os.PathLike, steps: Any, *, sample_input: Any, input_shape: Any, training_data: Any,
+            compression: str | None, compression_level: int, metadata: Any, quantize: str | None, quantize_leaves: bool,
+            encrypt_key: bytes | None, password: str | None, policy: Any, exact_float64: bool, parent: Any) -> ExportReport:
+    """:func:`export_model`'s work; ``steps`` is the progress bar (advanced after each step)."""
+    steps.set_description_str("export: convert")
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(os.fspath(model))
     converter = find_converter(model)
@@ -126,6 +222,7 @@ def export_model(
     for kind in sorted(set(methods.values()) | {k for k in outputs if k.startswith("output:")}):
         builder.set_output(kind, outputs[kind])
     graph = reference = builder.build()
+    steps.update()
     tensors = builder.tensors
     quantization = None
     if quantize is not None:
@@ -153,26 +250,32 @@ def export_model(
         write_mle, path, graph=graph.to_dict(), tensors=tensors,
         compression=compression, compression_level=compression_level, encryption=encryption,
     )
+    steps.set_description_str("export: write")
     size = write(metadata=meta)
+    steps.update()
     verification = None
+    samples: dict = {}
     if sample_input is not None:  # check the file as users will load it, then record the result in it
         # Model(read_mle(...)), not load_model: the access policy and signature requirements apply to users.
         loaded = Model(read_mle(path, key=encrypt_key, password=password))
-        verification = _verify(model, converter, loaded, methods, sample_input, warn=quantization is None)
+        steps.set_description_str("export: check against the source model")
+        verification, samples = _verify(model, converter, loaded, methods, sample_input, warn=quantization is None)
         meta["verification"] = verification
         if quantization is not None:
             inputs = _sample_inputs(sample_input, loaded.graph)
             quantization["error"] = quantization_error(loaded, reference, builder.tensors, methods, inputs)
             meta["quantization"]["error"] = quantization["error"]
+        steps.update()
         size = write(metadata=meta)
+    steps.update()
     raw = sum(a.nbytes for a in tensors.values())
     ops: dict[str, int] = {}
     for node in graph.nodes:
         ops[node.op] = ops.get(node.op, 0) + 1
-    return ExportReport(
+    report = ExportReport(
         path=os.fspath(path),
         estimator=meta["source"]["estimator"],
-        export_time_ms=(time.perf_counter() - start) * 1e3,
+        export_time_ms=0.0,
         file_size_bytes=size,
         tensor_bytes=raw,
         compression=compression,
@@ -183,6 +286,8 @@ def export_model(
         quantization=quantization,
         encrypted=encryption is not None,
     )
+    report.samples = samples
+    return report
 
 
 def _input_spec(model: Any, sample_input: Any, input_shape: Any) -> tuple[int, list[str] | None]:
@@ -245,8 +350,12 @@ def _native_method(model: Any, method: str, inputs: list) -> Any:
     return getattr(model, method)(*widened)
 
 
-def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_input: Any, warn: bool = True) -> dict:
+def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_input: Any,
+            warn: bool = True) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Run the written file and the source model on ``sample_input``; return worst errors per method.
+
+    Also returns ``{method: (native, ours)}``: up to :data:`PARITY_SAMPLES`
+    float values of each non-label method, for :meth:`ExportReport.plot`.
 
     A converter may define ``native_method(model, method, inputs)`` to say how
     its framework computes a method (networks have no ``predict``). ``warn``
@@ -255,6 +364,7 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
     inputs = _sample_inputs(sample_input, loaded.graph)
     native_call = getattr(converter, "native_method", _native_method)
     report: dict[str, Any] = {"rows": int(len(inputs[0]))}
+    samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for method, kind in methods.items():
         if native_call is _native_method and not hasattr(model, method):
             continue  # a documented extension the source model lacks: nothing to compare with
@@ -267,13 +377,16 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
             report[method] = {"label_mismatches": mismatches}
             bad = mismatches > 0
         else:
-            err, rel = _errors(got.astype(np.float64).reshape(native.shape), native.astype(np.float64), log=kind == "log_probabilities")
+            ours, ref = got.astype(np.float64).reshape(native.shape), native.astype(np.float64)
+            err, rel = _errors(ours, ref, log=kind == "log_probabilities")
             # initial=0: a zero-column output (a selector that keeps no feature) is valid and exact
             report[method] = {"max_abs_error": float(np.max(err, initial=0.0)), "max_rel_error": float(np.max(rel, initial=0.0))}
+            keep = np.linspace(0, ref.size - 1, min(ref.size, PARITY_SAMPLES)).astype(np.int64)
+            samples[method] = (ref.ravel()[keep], ours.ravel()[keep])
             bad = not report[method]["max_rel_error"] <= TOLERANCE
         if bad and warn:
-            warnings.warn(f"export check: {method} differs from the source model on sample_input: {report[method]}", stacklevel=3)
-    return report
+            warnings.warn(f"export check: {method} differs from the source model on sample_input: {report[method]}", stacklevel=4)
+    return report, samples
 
 
 def _errors(got: np.ndarray, native: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,12 @@ def signature_state(mfile: Any) -> str:
 class InspectReport(dict):
     """What :func:`inspect_model` returns: a plain ``dict`` that Jupyter shows as an HTML card."""
 
+    def plot(self, top: int = 15) -> Any:
+        """Bytes per tensor (the ``top`` largest) and op counts (needs matplotlib); see :func:`mlejax.plot.inspect`."""
+        from .plot import inspect
+
+        return inspect(self, top)
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from .display import inspect_html, mimebundle
 
