@@ -488,6 +488,158 @@ def _as_float(e: _Emitter, x: _Val) -> _Val:
     return x if x.dtype == "float32" else e.op("Cast", [x], x.shape, "float32", dtype="float32")
 
 
+@_layer("Normalization")
+def _normalization(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """``(x - mean) / max(sqrt(variance), epsilon)`` (``invert``: ``mean + x * max(...)``), as Keras computes it."""
+    import keras
+
+    if layer.mean is None:
+        raise UnsupportedModelError(f"{path}: this Normalization layer is neither adapted nor given mean and variance")
+    mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), np.float32)
+    variance = np.asarray(keras.ops.convert_to_numpy(layer.variance), np.float32)
+    scale = np.maximum(np.sqrt(variance), np.float32(keras.config.epsilon())).astype(np.float32)
+    mean, scale = mean.reshape(mean.shape[-x.ndim + 1:] if mean.ndim >= x.ndim else mean.shape), scale.reshape(
+        scale.shape[-x.ndim + 1:] if scale.ndim >= x.ndim else scale.shape)
+    x = _as_float(e, x)
+    if layer.invert:
+        return e.same("Add", e.same("Mul", x, e.const(f"{path}/scale", scale)), e.const(f"{path}/mean", mean))
+    return e.same("Div", e.same("Sub", x, e.const(f"{path}/mean", mean)), e.const(f"{path}/scale", scale))
+
+
+def _image_axes(layer: Any, x: _Val, path: str) -> tuple[str, list[int]]:
+    """(layout, height/width axes including batch) of a 4-D image batch."""
+    layout = _layout(layer, path)
+    if x.ndim != 4:
+        raise UnsupportedModelError(f"{path}: only batches of images [batch, height, width, channels] are supported")
+    return layout, ([2, 3] if layout == "channels_first" else [1, 2])
+
+
+def _resize(e: _Emitter, x: _Val, size: Sequence[int], method: str, antialias: bool, layout: str) -> _Val:
+    axes = [2, 3] if layout == "channels_first" else [1, 2]
+    shape = list(x.shape)
+    for a, n in zip(axes, size):
+        shape[a - 1] = int(n)
+    return e.op("Resize", [x], shape, size=[int(n) for n in size], method=method, antialias=bool(antialias), layout=layout)
+
+
+#: Keras interpolation name -> Resize method
+_RESIZE_METHODS = {"bilinear": "linear", "nearest": "nearest"}
+
+
+@_layer("Resizing", kwargs=("training",))
+def _resizing(e: _Emitter, layer: Any, path: str, x: _Val, training: Any = None) -> _Val:
+    """Keras ``Resizing`` (the same in training and inference); ``crop_to_aspect_ratio`` /
+    ``pad_to_aspect_ratio`` crop or pad centrally first."""
+    layout, axes = _image_axes(layer, x, path)
+    method = _RESIZE_METHODS.get(layer.interpolation)
+    if method is None:
+        raise UnsupportedModelError(
+            f"{path}: interpolation {layer.interpolation!r} is not supported (bilinear and nearest are)"
+        )
+    x = _as_float(e, x)
+    target = (int(layer.height), int(layer.width))
+    h, w = (x.shape[a - 1] for a in axes)
+    if layer.crop_to_aspect_ratio or layer.pad_to_aspect_ratio:  # the float32 arithmetic of Keras' TF backend
+        th, tw = target
+        ch = int(np.float32(w * th) / np.float32(tw))
+        cw = int(np.float32(h * tw) / np.float32(th))
+        if layer.crop_to_aspect_ratio:
+            ch, cw = max(min(h, ch), 1), max(min(w, cw), 1)
+            h0, w0 = int(np.float32(h - ch) / 2), int(np.float32(w - cw) / 2)
+            pads = [[-h0, -(h - ch - h0)], [-w0, -(w - cw - w0)]]
+        else:
+            ch, cw = max(h, ch), max(w, cw)
+            h0, w0 = int(np.float32(ch - h) / 2), int(np.float32(cw - w) / 2)
+            pads = [[h0, h0], [w0, w0]]
+        full = [[0, 0], [0, 0], *pads] if layout == "channels_first" else [[0, 0], *pads, [0, 0]]
+        shape = [d + lo + hi for d, (lo, hi) in zip(x.shape, full[1:])]
+        x = e.op("Pad", [x], shape, x.dtype, pads=full, value=float(layer.fill_value))
+    return _resize(e, x, target, method, layer.antialias, layout)
+
+
+@_layer("CenterCrop", kwargs=("training",))
+def _center_crop(e: _Emitter, layer: Any, path: str, x: _Val, training: Any = None) -> _Val:
+    """The central ``height`` x ``width`` window (offsets ``(size - target) // 2``), in training and inference."""
+    layout, axes = _image_axes(layer, x, path)
+    h, w = (x.shape[a - 1] for a in axes)
+    th, tw = int(layer.height), int(layer.width)
+    if h < th or w < tw:
+        raise UnsupportedModelError(
+            f"{path}: CenterCrop to {th}x{tw} of a smaller {h}x{w} image (Keras resizes it instead) is not supported"
+        )
+    h0, w0 = (h - th) // 2, (w - tw) // 2
+    shape = list(x.shape)
+    shape[axes[0] - 1], shape[axes[1] - 1] = th, tw
+    return e.op("Slice", [_as_float(e, x)], shape, axes=axes, starts=[h0, w0], stops=[h0 + th, w0 + tw])
+
+
+def _repeat(e: _Emitter, x: _Val, axis: int, times: int) -> _Val:
+    """``ops.repeat(x, times, axis)``: every cell ``times`` times in a row."""
+    if times == 1:
+        return x
+    index = e.const("repeat_index", np.arange(x.shape[axis - 1] * times) // times, np.int32)
+    shape = list(x.shape)
+    shape[axis - 1] *= times
+    return e.op("Gather", [x, index], shape, x.dtype, axis=axis)
+
+
+@_layer("UpSampling1D", "UpSampling2D", "UpSampling3D")
+def _upsampling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Nearest upsampling repeats cells; UpSampling2D(interpolation='bilinear') resizes."""
+    size = [int(layer.size)] if type(layer).__name__ == "UpSampling1D" else [int(s) for s in layer.size]
+    layout = "channels_last" if len(size) == 1 else _layout(layer, path)
+    axes = list(range(2, 2 + len(size))) if layout == "channels_first" else list(range(1, 1 + len(size)))
+    interpolation = getattr(layer, "interpolation", "nearest")
+    if interpolation != "nearest":
+        method = _RESIZE_METHODS.get(interpolation)
+        if method is None:
+            raise UnsupportedModelError(f"{path}: interpolation {interpolation!r} is not supported (bilinear and nearest are)")
+        return _resize(e, x, [x.shape[a - 1] * s for a, s in zip(axes, size)], method, False, layout)
+    for a, s in zip(axes, size):
+        x = _repeat(e, x, a, s)
+    return x
+
+
+@_layer("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+def _conv_transpose(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Transposed convolution with TensorFlow's output size and padding (crop ``lo`` = the forward conv's)."""
+    w = _weights(layer)
+    kernel = w["kernel"]  # [*K, filters, in]
+    rank = kernel.ndim - 2
+    layout = _layout(layer, path)
+    sizes, _ = _spatial(x, layout)
+    out_shape = tuple(layer.compute_output_shape((None, *x.shape))[1:])
+    out_sizes, _ = _spatial(_Val("", out_shape), layout)
+    strides, dilation = list(layer.strides)[:rank], list(layer.dilation_rate)[:rank]
+    pads, extra = [], []
+    for n, o, k, s, d in zip(sizes, out_sizes, kernel.shape[:rank], strides, dilation):
+        span = (k - 1) * d + 1
+        lo = max((n - 1) * s + span - o, 0) // 2 if layer.padding == "same" else 0
+        hi = (n - 1) * s + span - lo - o
+        pads.append([lo, max(hi, 0)])
+        extra.append(max(-hi, 0))
+    if layout == "channels_first":  # the op takes torch's [in, out, *K] there
+        kernel = np.transpose(kernel, (rank + 1, rank, *range(rank)))
+    inputs = [x, e.const(f"{path}/kernel", kernel)]
+    if "bias" in w:
+        inputs.append(e.const(f"{path}/bias", w["bias"]))
+    y = e.op("ConvTranspose", inputs, out_shape, strides=strides, padding=pads, dilation=dilation, groups=1,
+             layout=layout, output_padding=extra)
+    return _emit_activation(e, layer.activation, y, path)
+
+
+@_layer("TimeDistributed")
+def _time_distributed(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """The wrapped layer on [batch * time, ...], then the time axis split back out."""
+    steps, rest = x.shape[0], x.shape[1:]
+    merged = e.op("ReshapeDims", [x, x], rest, x.dtype, shape=[f"B*{steps}", *rest])
+    outs = _flatten(_convert_call(e, layer.layer, f"{path}/{layer.layer.name}", (merged,), {}))
+    if len(outs) != 1:
+        raise UnsupportedModelError(f"{path}: TimeDistributed of a layer with {len(outs)} outputs is not supported")
+    y = outs[0]
+    return e.op("ReshapeDims", [y, x], (steps, *y.shape), y.dtype, shape=["B", steps, *y.shape])
+
+
 # --- shape layers ----------------------------------------------------------------------------
 
 

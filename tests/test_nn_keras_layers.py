@@ -1,0 +1,129 @@
+"""Keras preprocessing, upsampling, transposed-convolution and TimeDistributed layers against Keras itself.
+
+Each test bundles several layers as outputs of one functional model, exports it
+once and compares every output with ``model(x, training=False)`` at batch sizes
+1 and 3. Bound: |ours - keras| <= 1e-5 * (1 + |keras|) (bilinear blends and
+transposed convolutions sum a few products; everything else moves data).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+layers = keras.layers
+
+import mlejax as mle  # noqa: E402
+from mlejax.format.errors import UnsupportedModelError  # noqa: E402
+
+rng = np.random.default_rng(1)
+TOL = 1e-5
+
+
+def check(model, shape, tmp_path, batches=(1, 3)):
+    """Export ``model`` and compare all its outputs with Keras; return the worst abs error."""
+    make = lambda n: rng.standard_normal((n, *shape)).astype(np.float32)  # noqa: E731
+    path = tmp_path / "m.mle"
+    mle.export_model(model, path, sample_input=make(2))
+    m = mle.load_model(path)
+    worst = 0.0
+    for n in batches:
+        x = make(n)
+        native = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(model(x, training=False))]
+        by_name = dict(zip(m.outputs, m.run([x])))
+        keys = ["output"] + [f"output:{name}" for name in model.output_names[1:]]
+        assert sorted(by_name) == sorted(keys)
+        for i, (key, t) in enumerate(zip(keys, native)):
+            o = by_name[key]
+            assert o.shape == t.shape, (i, o.shape, t.shape)
+            err = np.abs(o.astype(np.float64) - t)
+            assert np.all(err <= TOL * (1 + np.abs(t))), f"output {i} ({model.output_names[i]}) at batch {n}: {err.max()}"
+            worst = max(worst, float(err.max()))
+    return worst
+
+
+def _randomized(layer, shape):
+    """Build ``layer`` on ``shape`` and give it random weights."""
+    layer.build((None, *shape))
+    layer.set_weights([0.3 * rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])
+    return layer
+
+
+def test_resizing_bilinear_nearest_antialias_crop_pad(tmp_path):
+    inp = keras.Input((9, 13, 4))
+    outs = []
+    for interp in ("bilinear", "nearest"):
+        for h, w in ((5, 7), (17, 29), (4, 20)):
+            for aa, crop, pad in ((False, False, False), (True, False, False), (False, True, False), (False, False, True)):
+                outs.append(layers.Resizing(h, w, interpolation=interp, antialias=aa, crop_to_aspect_ratio=crop,
+                                            pad_to_aspect_ratio=pad, fill_value=0.5)(inp))
+    outs.append(layers.CenterCrop(5, 8)(inp))
+    outs.append(layers.UpSampling2D((2, 3))(inp))
+    outs.append(layers.UpSampling2D((2, 2), interpolation="bilinear")(inp))
+    check(keras.Model(inp, outs), (9, 13, 4), tmp_path)
+
+
+def test_normalization_rescaling(tmp_path):
+    inp = keras.Input((6, 5, 3))
+    data = rng.standard_normal((20, 6, 5, 3)).astype(np.float32) * 3 + 1
+    adapted = layers.Normalization(axis=(1, 3))
+    adapted.adapt(data)
+    inverted = layers.Normalization(axis=-1, invert=True, mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1e-20])
+    fixed = layers.Normalization(axis=-1, mean=rng.standard_normal(3), variance=rng.uniform(0.1, 2, 3))
+    rescale = layers.Rescaling([1 / 0.229, 1 / 0.224, 1 / 0.225], offset=-0.5)
+    check(keras.Model(inp, [adapted(inp), inverted(inp), fixed(inp), rescale(fixed(inp))]), (6, 5, 3), tmp_path)
+
+
+def test_upsampling_1d_3d(tmp_path):
+    inp = keras.Input((7, 3))
+    check(keras.Model(inp, [layers.UpSampling1D(3)(inp), layers.UpSampling1D(1)(inp)]), (7, 3), tmp_path)
+    inp3 = keras.Input((3, 4, 5, 2))
+    check(keras.Model(inp3, layers.UpSampling3D((2, 1, 3))(inp3)), (3, 4, 5, 2), tmp_path)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv2d_transpose(padding, tmp_path):
+    shape = (9, 13, 4)
+    inp = keras.Input(shape)
+    outs = []
+    for kernel, strides, out_pad, dilation in ((3, 1, None, 1), (3, 1, None, 2), (3, 2, None, 1), (4, 3, None, 1),
+                                               (3, 2, 1, 1), ((2, 3), (2, 1), None, 1)):
+        layer = layers.Conv2DTranspose(5, kernel, strides=strides, padding=padding, output_padding=out_pad,
+                                       dilation_rate=dilation, activation="relu")
+        outs.append(_randomized(layer, shape)(inp))
+    check(keras.Model(inp, outs), shape, tmp_path)
+
+
+def test_conv1d_3d_transpose_and_channels_first(tmp_path):
+    inp = keras.Input((7, 3))
+    layer = _randomized(layers.Conv1DTranspose(4, 4, strides=2, padding="same"), (7, 3))
+    check(keras.Model(inp, layer(inp)), (7, 3), tmp_path)
+    inp3 = keras.Input((3, 4, 5, 2))
+    layer = _randomized(layers.Conv3DTranspose(4, 2, strides=2), (3, 4, 5, 2))
+    check(keras.Model(inp3, layer(inp3)), (3, 4, 5, 2), tmp_path)
+    inp_cf = keras.Input((4, 6, 7))
+    layer = _randomized(layers.Conv2DTranspose(3, 3, strides=2, padding="same", data_format="channels_first"), (4, 6, 7))
+    check(keras.Model(inp_cf, layer(inp_cf)), (4, 6, 7), tmp_path)
+
+
+def test_time_distributed(tmp_path):
+    shape = (5, 8, 3)
+    inp = keras.Input(shape)
+    dense = _randomized(layers.Dense(6, activation="tanh"), (8, 3))
+    conv = _randomized(layers.Conv1D(4, 3), (8, 3))
+    check(keras.Model(inp, [layers.TimeDistributed(dense)(inp), layers.TimeDistributed(conv)(inp)]), shape, tmp_path)
+
+
+def test_unsupported_resizing_options_name_themselves(tmp_path):
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, layers.Resizing(4, 4, interpolation="bicubic")(inp))
+    with pytest.raises(UnsupportedModelError, match="bicubic.*bilinear and nearest"):
+        mle.export_model(model, tmp_path / "m.mle", sample_input=np.zeros((1, 8, 8, 3), np.float32))
+    model = keras.Model(inp, layers.CenterCrop(10, 4)(inp))
+    with pytest.raises(UnsupportedModelError, match="CenterCrop to 10x4 of a smaller 8x8"):
+        mle.export_model(model, tmp_path / "m.mle", sample_input=np.zeros((1, 8, 8, 3), np.float32))
