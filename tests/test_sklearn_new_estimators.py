@@ -75,3 +75,123 @@ def test_qda(n_classes, tmp_path):
     model = QuadraticDiscriminantAnalysis(reg_param=0.01).fit(X, y)
     _, worst = _check_all(model, X, tmp_path)
     print(worst)
+
+
+# --- dummy estimators ---------------------------------------------------------------------------------
+
+
+def _check_stacked(model, m, rows, methods=("predict", "predict_proba", "predict_log_proba", "decision_function")):
+    """Like check_methods, for models whose methods return a list per output (compared side by side)."""
+    from helpers import assert_close, assert_same_labels
+
+    worst = {}
+    for method in methods:
+        if not hasattr(model, method):
+            assert not hasattr(m, method) or method not in m.methods, method
+            continue
+        native = getattr(model, method)(rows)
+        native = np.hstack(native) if isinstance(native, list) else native
+        ours = getattr(m, method)(rows)
+        if method == "predict" and np.asarray(native).dtype.kind in "OUb" or (method == "predict" and hasattr(model, "classes_") and "label" in m.graph.outputs):
+            assert_same_labels(ours, native, what=method)
+            worst[method] = 0.0
+        else:
+            worst[method] = assert_close(ours, native, what=method)
+    return worst
+
+
+@pytest.mark.parametrize("strategy", ["most_frequent", "prior", "constant"])
+def test_dummy_classifier(strategy, tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    X, y = _data(3)
+    model = DummyClassifier(strategy=strategy, constant="eel").fit(X, y)
+    _check_all(model, X, tmp_path)
+
+
+def test_dummy_classifier_multioutput(tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    X, y = _data(3, labels=False)
+    Y = np.stack([y, (X[:, 0] > 0).astype(int) + 5], axis=1)
+    for strategy in ("prior", "constant"):
+        model = DummyClassifier(strategy=strategy, constant=[2, 6]).fit(X, Y)
+        m = roundtrip(model, X, tmp_path, name=f"{strategy}.mle")
+        for rows in (X, X[:1]):
+            _check_stacked(model, m, rows)
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "uniform"])
+def test_dummy_classifier_random_is_refused(strategy, tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    X, y = _data(3)
+    model = DummyClassifier(strategy=strategy).fit(X, y)
+    with pytest.raises(mle.UnsupportedModelError, match="at random"):
+        mle.export_model(model, tmp_path / "m.mle")
+
+
+@pytest.mark.parametrize("strategy,n_targets", [("mean", 1), ("median", 2), ("quantile", 1), ("constant", 1)])
+def test_dummy_regressor(strategy, n_targets, tmp_path):
+    from sklearn.dummy import DummyRegressor
+
+    X, y = make_regression(200, 5, n_targets=n_targets, random_state=0)
+    model = DummyRegressor(strategy=strategy, quantile=0.3, constant=[1.5] * n_targets).fit(X, y)
+    _check_all(model, X, tmp_path, methods=("predict",))
+
+
+# --- multi-output meta-estimators -----------------------------------------------------------------
+
+
+def _multilabel(n=300, f=6, seed=0):
+    from sklearn.datasets import make_multilabel_classification
+
+    X, Y = make_multilabel_classification(n, f, n_classes=3, random_state=seed)
+    return X.astype(np.float64), Y
+
+
+def test_multioutput_regressor(tmp_path):
+    from sklearn.linear_model import Ridge
+    from sklearn.multioutput import MultiOutputRegressor
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, Y = make_regression(300, 5, n_targets=3, random_state=0)
+    X, Y = X.astype(np.float32).astype(np.float64), Y / Y.std(axis=0)  # targets of unit scale
+    for base in (Ridge(), DecisionTreeRegressor(max_depth=4, random_state=0)):
+        model = MultiOutputRegressor(base).fit(X, Y)
+        _check_all(model, X, tmp_path, methods=("predict",))
+
+
+def test_multioutput_classifier(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multioutput import MultiOutputClassifier
+
+    X, y = _data(3)
+    Y = np.stack([y, np.where(X[:, 1] > 0, "hi", "lo"), np.where(X[:, 2] > 0.5, "hi", "mid")], axis=1)
+    model = MultiOutputClassifier(LogisticRegression(max_iter=500)).fit(X, Y)
+    m = roundtrip(model, X, tmp_path)
+    for rows in (X, X[:1], _big(X)):
+        _check_stacked(model, m, rows)
+
+
+@pytest.mark.parametrize("order", [None, [2, 0, 1]])
+def test_regressor_chain(order, tmp_path):
+    from sklearn.linear_model import Ridge
+    from sklearn.multioutput import RegressorChain
+
+    X, Y = make_regression(300, 5, n_targets=3, random_state=0)
+    X, Y = X.astype(np.float32).astype(np.float64), Y / Y.std(axis=0)  # targets of unit scale
+    model = RegressorChain(Ridge(), order=order).fit(X, Y)
+    _check_all(model, X, tmp_path, methods=("predict",))
+
+
+@pytest.mark.parametrize("chain_method", ["predict", "predict_proba", "decision_function"])
+def test_classifier_chain(chain_method, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multioutput import ClassifierChain
+
+    X, Y = _multilabel()
+    model = ClassifierChain(LogisticRegression(max_iter=500), order=[1, 2, 0], chain_method=chain_method).fit(X, Y)
+    m = roundtrip(model, X, tmp_path)
+    for rows in (X, X[:1], _big(X)):
+        _check_stacked(model, m, rows)
