@@ -42,6 +42,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from mle_bytes import build, fix_checksums, flags_of, sections_of  # noqa: E402  (spec-derived, shared with the tests)
 
+from mlejax.progress import bar  # noqa: E402
+
 KEY = bytes(range(32))
 #: Decompression limit for fuzzed loads: a bomb must be refused, not allocated.
 MAX_DECOMPRESSED = 16 << 20
@@ -327,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=10.0, help="a slower load and predict of one input is a finding")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--report-every", type=int, default=50_000)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="random engine: no progress bar (the default draws one when stderr is a terminal)")
     p.add_argument("--replay", help="load one saved input file (with each load mode of every seed kind)")
     p.add_argument("--instrument", action="store_true", help="atheris: coverage-instrument mlejax's code")
     args = p.parse_args(argv)
@@ -364,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             _progress(done, start, loader)
     else:
         rnd = random.Random(args.seed)
-        for done in range(1, args.runs + 1):
+        for done in bar(range(1, args.runs + 1), total=args.runs, desc="fuzz", unit="input", progress=args.progress):
             data, kwargs = mutator.mutate(rnd)
             try:
                 loader.load(data, kwargs)

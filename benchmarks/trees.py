@@ -43,6 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _peers import PEER_NAMES, MlejaxPeer, Peer, PeerUnavailable, make_peers  # noqa: E402
 
+from mlejax.progress import bar  # noqa: E402
+
 N_FEATURES = 28
 #: a peer whose probabilities differ from the native model's by more than this is flagged
 WRONG_TOL = 1e-4
@@ -604,6 +606,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compile-timeout", type=float, default=None, help="TL2cgen gcc limit in seconds (default 300; quick 120)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"), help="output folder")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (the default draws one when stderr is a terminal)")
     p.add_argument("--update", action="store_true",
                    help="re-measure only --models and merge them into the existing results (same --out, same mode)")
     args = p.parse_args(argv)
@@ -674,7 +678,7 @@ def run_suite(args: argparse.Namespace, peers: list[Peer], log: Callable[[str], 
         refs = reference(model, X, args.rows)
         results = []
         with tempfile.TemporaryDirectory(prefix=f"bench-{key}-") as workdir:
-            for peer in peers:
+            for peer in bar(peers, desc=key, unit="peer", progress=args.progress):  # a bar on a terminal only
                 t0 = time.perf_counter()
                 sub = os.path.join(workdir, peer.name)
                 os.makedirs(sub)
