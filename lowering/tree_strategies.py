@@ -351,8 +351,12 @@ def feasible(layout: Layout | None) -> list[str]:
     return out
 
 
-def choose(requested: str, layout: Layout | None, batch: int, platform: str) -> str:
+def choose(requested: str, layout: Layout | None, batch: Any, platform: str) -> str:
     """The strategy to run: ``requested`` when :func:`feasible`, else (and for ``auto``) the heuristic.
+
+    ``batch`` is the row count, or a symbolic dimension (``jax.export``) or
+    ``None`` when it is not known at trace time: the choice is then the one
+    for a large batch, and the program runs for every batch size.
 
     Heuristic (measured on a 2-core CPU, see ``benchmarks/tree_strategies.py``):
 
@@ -367,7 +371,7 @@ def choose(requested: str, layout: Layout | None, batch: int, platform: str) -> 
     ok = feasible(layout)
     if requested != "auto" and requested in ok:
         return requested
-    if batch < SMALL_BATCH or layout is None:
+    if layout is None or (_static(batch) and batch < SMALL_BATCH):
         return "traversal"
     if "oblivious" in ok:
         return "oblivious"
@@ -381,6 +385,29 @@ def choose(requested: str, layout: Layout | None, batch: int, platform: str) -> 
 
 
 # --- evaluation ----------------------------------------------------------------------------------
+#: Rows a tile is sized for (trees per chunk) when the batch is symbolic; the whole batch is then one tile.
+SYMBOLIC_TILE = 1024
+
+
+def _static(batch: Any) -> bool:
+    """Whether ``batch`` is a concrete row count (not ``None`` or a ``jax.export`` symbolic dimension)."""
+    return isinstance(batch, (int, np.integer))
+
+
+def _over_tiles(run_tile: Callable, x, tile: int | None):
+    """``run_tile`` over the feature-major tiles of ``x`` [B, F], results stacked to [B, ...].
+
+    ``tile=None`` (a symbolic batch): the whole batch is one tile, so the
+    program has no padding and no reshape of the batch into tiles; every
+    shape but the batch stays static.
+    """
+    if tile is None:
+        return run_tile(x.T)
+    tiles, b = _tiles(x, tile)
+    out = jax.lax.map(run_tile, tiles)
+    return out.reshape(-1, *out.shape[2:])[:b]
+
+
 def _tiles(x, tile: int):
     """``x`` [B, F] → ([n_tiles, F, tile] feature-major tiles, B)."""
     b = x.shape[0]
@@ -391,11 +418,15 @@ def _tiles(x, tile: int):
     return x.reshape(n_tiles, tile, x.shape[1]).transpose(0, 2, 1), b
 
 
-def _sizes(n_trees: int, batch: int, per_tree_nodes: int, platform: str, strategy: str) -> tuple[int, int]:
-    """(rows per tile, trees per chunk)."""
-    tile = batch if platform != "cpu" else min(batch, _CPU_TILES[strategy])
+def _sizes(n_trees: int, batch: Any, per_tree_nodes: int, platform: str, strategy: str) -> tuple[int | None, int]:
+    """(rows per tile, trees per chunk); the tile is ``None`` (the whole batch) for a symbolic ``batch``."""
+    if _static(batch):
+        tile = batch if platform != "cpu" else min(batch, _CPU_TILES[strategy])
+        rows = tile
+    else:
+        tile, rows = None, _CPU_TILES[strategy] if platform == "cpu" else SYMBOLIC_TILE
     work = _STEP_WORK // _FUSED_STEP_DIV if strategy.endswith("_fused") else _STEP_WORK
-    chunk = max(1, min(n_trees, work // max(1, tile * per_tree_nodes)))
+    chunk = max(1, min(n_trees, work // max(1, rows * per_tree_nodes)))
     return tile, chunk
 
 
@@ -462,7 +493,6 @@ def leaves(strategy: str, f: Forest, layout: Layout | None, roots, x, max_depth:
                 for i, a in enumerate(per))
     if strategy == "gemm":  # padding trees: no leaf matches a left-edge count of -1
         per = per[:4] + (jnp.where(per[0][..., None] >= 0, per[4], -1.0),)
-    tiles, b = _tiles(x, tile)
     trees = per[0].reshape(-1)
     # Positions index each tree's leaves: gather the tables once per call, flattened.
     leaf_nodes = per[1].reshape(trees.shape[0], -1)
@@ -499,8 +529,7 @@ def leaves(strategy: str, f: Forest, layout: Layout | None, roots, x, max_depth:
         pos = pos.reshape(trees.shape[0], -1)
         return finish(pos + offset, trees, *tables)
 
-    out = jax.lax.map(run_tile, tiles)
-    return out.reshape(-1, *out.shape[2:])[:b]
+    return _over_tiles(run_tile, x, tile)
 
 
 def _traversal(f: Forest, roots, x, max_depth: int, platform: str, per_node: tuple, finish: Callable):
@@ -510,15 +539,13 @@ def _traversal(f: Forest, roots, x, max_depth: int, platform: str, per_node: tup
     tile, chunk = _sizes(n_trees, batch, max(1, max_depth) * 4, platform, "traversal")
     ids = jnp.asarray(_chunked(np.arange(n_trees, dtype=np.int32), chunk, -1))
     trees = ids.reshape(-1)  # in order, padding (-1) last
-    tiles, b = _tiles(x, tile)
 
     def run_tile(xt):
         t = _Tile.of(f, xt)
         _, pos = jax.lax.scan(lambda carry, c: (carry, _traverse(f, t, roots[jnp.maximum(c, 0)], max_depth)), None, ids)
         return finish(pos.reshape(trees.shape[0], -1), trees, *per_node)  # positions are global node ids
 
-    out = jax.lax.map(run_tile, tiles)
-    return out.reshape(-1, *out.shape[2:])[:b]
+    return _over_tiles(run_tile, x, tile)
 
 
 class _Tile(NamedTuple):
