@@ -110,11 +110,16 @@ def _greater_equal(node: Node, x):
     return (x >= node.attrs["threshold"]).astype(jnp.int32)
 
 
+def _column(z):
+    """``z`` of shape [B] or [B, 1] as [B, 1], with no reshape of the batch (static apart from a symbolic batch)."""
+    return z if z.ndim == 2 else jax.lax.broadcast_in_dim(z, (z.shape[0], 1), (0,))
+
+
 @register_rule("TwoClassProba")
 def _two_class_proba(node: Node, p):
     """Stack ``[1 - p, p]`` from the positive-class probability ``p`` of shape [B] or [B, 1]."""
-    p = p.reshape(p.shape[0])
-    return jnp.stack([1.0 - p, p], axis=1)
+    p = _column(p)
+    return jnp.concatenate([1.0 - p, p], axis=1)
 
 
 @register_rule("NormalizeRows", attrs={"norm": Attr("str", "l1", choices=("l1", "l2", "max")), "tiny": Attr("number", 0.0)})
@@ -182,7 +187,7 @@ def _logistic_pair_float64(node: Node, z):
     is exactly 0 below ``z ≈ -709.78``. Logs are taken without float32
     underflow (``log_sigmoid``).
     """
-    z = z.reshape(z.shape[0])
+    z = _column(z)
     grid = jnp.asarray(2.0**52, z.dtype)
     e = jnp.exp(-jnp.maximum(z, 0.0))
     coarse = (z > 0) & (e * grid < 2.0**24)
@@ -193,7 +198,7 @@ def _logistic_pair_float64(node: Node, z):
     else:
         first = jnp.where(coarse, q_coarse, jax.nn.sigmoid(-z))
         second = jax.nn.sigmoid(z)
-    return jnp.stack([first, second], axis=1)
+    return jnp.concatenate([first, second], axis=1)
 
 
 @register_rule("LogSoftmaxFloat64")
