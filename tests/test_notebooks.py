@@ -13,11 +13,12 @@ REQUIRES = {
     "gradient_boosting": ("xgboost", "lightgbm", "catboost", "pandas"),
     "neural_networks": ("torch", "keras"),
     "batch_scoring": ("pyarrow", "pandas"),
+    "gpu": ("xgboost", "torch"),
 }
 
 
 def test_every_notebook_is_found():
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "gradient_boosting", "neural_networks", "trust", "batch_scoring"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "gradient_boosting", "neural_networks", "trust", "batch_scoring", "gpu"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
