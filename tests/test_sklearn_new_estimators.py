@@ -195,3 +195,22 @@ def test_classifier_chain(chain_method, tmp_path):
     m = roundtrip(model, X, tmp_path)
     for rows in (X, X[:1], _big(X)):
         _check_stacked(model, m, rows)
+
+
+# --- one-vs-one -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", ["logistic", "tree", "svc", "gnb"])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_one_vs_one(base, n_classes, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsOneClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    estimator = {"logistic": LogisticRegression(max_iter=500), "tree": DecisionTreeClassifier(max_depth=4, random_state=0),
+                 "svc": SVC(), "gnb": GaussianNB()}[base]
+    X, y = _data(n_classes)
+    model = OneVsOneClassifier(estimator).fit(X, y)
+    _check_all(model, X, tmp_path, methods=("predict", "decision_function"))
