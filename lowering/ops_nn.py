@@ -196,6 +196,7 @@ from jax import lax
 
 from ..format.errors import UnsupportedModelError
 from ..format.graph import Node
+from .conv_paths import fast_conv
 from .ops_core import binary_rule
 from .registry import ABSENT, Attr, register_rule, shape_spec_elements
 
@@ -310,15 +311,16 @@ def _conv(node: Node, x, w, b=None):
     a = node.attrs
     rank = w.ndim - 2
     layout = a["layout"]
-    y = lax.conv_general_dilated(
-        x, w,
-        window_strides=tuple(a.get("strides", [1] * rank)),
-        padding=_pairs(a.get("padding", [[0, 0]] * rank)),
-        rhs_dilation=tuple(a.get("dilation", [1] * rank)),
-        dimension_numbers=_spatial_specs(rank, layout),
-        feature_group_count=int(a["groups"]),
-        precision=_HIGHEST,
-    )
+    _spatial_specs(rank, layout)  # rejects an unknown layout
+    strides = tuple(a.get("strides", [1] * rank))
+    padding = _pairs(a.get("padding", [[0, 0]] * rank))
+    dilation = tuple(a.get("dilation", [1] * rank))
+    y = fast_conv(x, w, strides, padding, dilation, int(a["groups"]), layout)  # small maps, depthwise, 1x1
+    if y is None:
+        y = lax.conv_general_dilated(
+            x, w, window_strides=strides, padding=padding, rhs_dilation=dilation,
+            dimension_numbers=_spatial_specs(rank, layout), feature_group_count=int(a["groups"]), precision=_HIGHEST,
+        )
     return _add_bias(y, b, layout)
 
 
