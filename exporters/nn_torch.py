@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..format.errors import UnsupportedModelError
+from ..format.errors import InputError, UnsupportedModelError
 from ._nn_common import NetworkInputs, build_network_inputs, input_count, network_outputs, positional_names
 from .registry import ExportContext, register_converter
 
@@ -47,6 +47,7 @@ class _Converter:
 
     def __init__(self, ep: Any, ctx: ExportContext, inputs: NetworkInputs) -> None:
         import torch
+        import sympy
 
         self.torch = torch
         self.ep = ep
@@ -63,6 +64,21 @@ class _Converter:
         self.state = {**ep.state_dict, **ep.constants}
         self.user_inputs = list(sig.user_inputs)
         self.input_names = list(inputs)
+        #: sympy symbol -> (graph input name, axis) for each symbolic dimension of a graph input
+        self.symbols: dict[Any, tuple[str, int]] = {}
+        #: (graph input name, axis) -> its size (a sympy expression)
+        self.input_sizes: dict[tuple[str, int], Any] = {}
+        self.batch_symbol = sympy.Symbol("__no_batch__")
+        for node in ep.graph.nodes:
+            if node.op == "placeholder" and node.name in self.user_inputs:
+                name = self.input_names[self.user_inputs.index(node.name)]
+                for axis, size in enumerate(self.meta(node).shape):
+                    expr = self.input_sizes[(name, axis)] = _expr(size)
+                    if isinstance(expr, sympy.Symbol) and expr not in self.symbols:
+                        self.symbols[expr] = (name, axis)
+        for sym, (name, axis) in self.symbols.items():
+            if name == self.ref and axis == 0:
+                self.batch_symbol = sym
 
     # --- values --------------------------------------------------------------------
     def value(self, v: Any, hint: str = "const", dtype: str | None = None) -> str:
@@ -95,20 +111,86 @@ class _Converter:
             return d
         if isinstance(d, _Const):
             return int(d.value)
-        expr = d.node.expr if hasattr(d, "node") else d
         import sympy
 
-        expr = sympy.expand(expr)
+        expr = sympy.expand(_expr(d))
         if expr.is_Integer:
             return int(expr)
         syms = expr.free_symbols
-        if len(syms) == 1:
-            (s,) = syms
-            coeff = sympy.Poly(expr, s)
+        if syms == {self.batch_symbol}:
+            coeff = sympy.Poly(expr, self.batch_symbol)
             if coeff.degree() == 1 and coeff.coeff_monomial(1) == 0:
-                k = int(coeff.coeff_monomial(s))
+                k = int(coeff.coeff_monomial(self.batch_symbol))
                 return "B" if k == 1 else f"B*{k}"
         raise UnsupportedModelError(f"shape entry {expr} is not an integer multiple of the batch size")
+
+    def sym_sizes(self, sizes: Any) -> tuple[list[str] | None, list[str], list[list[int]]]:
+        """Size expressions (``ops_nn_index``) for ``sizes``: (texts, ref input names, ``dims`` attr).
+
+        ``texts`` is ``None`` when every entry is an int or a multiple of the batch
+        (then the shape-spec ops of ``ops_nn`` serve).
+        """
+        try:
+            [self.dim(s) for s in sizes]
+            return None, [], []
+        except UnsupportedModelError:
+            pass
+        refs: list[str] = []
+        dims: list[list[int]] = []
+        texts = [self.size_text(s, refs, dims) for s in sizes]
+        return texts, refs, dims
+
+    def size_text(self, d: Any, refs: list[str], dims: list[list[int]]) -> str:
+        """One size as a size-expression string, registering the input dimensions it reads in ``refs``/``dims``."""
+        import sympy
+        from torch.utils._sympy.functions import FloorDiv, Mod, PythonMod
+
+        def text(e: Any) -> str:
+            if e.is_Integer:
+                return str(int(e))
+            if e.is_Symbol:
+                if e not in self.symbols:
+                    raise UnsupportedModelError(f"size {e} is not a dimension of a graph input")
+                name, axis = self.symbols[e]
+                if name not in refs:
+                    refs.append(name)
+                pair = [refs.index(name), axis]
+                if pair not in dims:
+                    dims.append(pair)
+                return f"d{dims.index(pair)}"
+            args = [text(a) for a in e.args]
+            if isinstance(e, sympy.Add):
+                return "(" + " + ".join(args) + ")"
+            if isinstance(e, sympy.Mul) and not any(a.is_Rational and not a.is_Integer for a in e.args):
+                return "(" + " * ".join(args) + ")"
+            if isinstance(e, (sympy.Max, sympy.Min)):
+                fn = "max" if isinstance(e, sympy.Max) else "min"
+                out = args[0]
+                for a in args[1:]:
+                    out = f"{fn}({out}, {a})"
+                return out
+            if isinstance(e, FloorDiv):
+                return f"({args[0]} // {args[1]})"
+            if isinstance(e, (Mod, PythonMod)):
+                return f"({args[0]} % {args[1]})"
+            if isinstance(e, sympy.Pow) and e.args[1].is_Integer and 0 < int(e.args[1]) <= 8:
+                return "(" + " * ".join([args[0]] * int(e.args[1])) + ")"
+            raise UnsupportedModelError(f"size {e} ({type(e).__name__}) cannot be written as a size expression; "
+                                        "sums, products, max, min, // and % of input dimensions can")
+
+        if isinstance(d, int):
+            return str(d)
+        if isinstance(d, _Const):
+            return str(int(d.value))
+        return text(_expr(d))
+
+    def sym_op(self, op: str, x: Any, sizes: Any, **attrs: Any) -> str | None:
+        """``op`` (a ``Sym*`` op of ``ops_nn_index``) with ``shape`` from ``sizes``, or ``None`` if specs serve."""
+        texts, refs, dims = self.sym_sizes(sizes)
+        if texts is None:
+            return None
+        inputs = ([] if x is None else [x]) + refs
+        return self.op(op, *inputs, shape=",".join(texts), dims=dims, **attrs)
 
     def shape_spec(self, sizes: Any) -> list:
         return [self.dim(self.resolve(s)) for s in sizes]
@@ -197,6 +279,15 @@ def _bind(target: Any, args: tuple, kwargs: dict) -> dict:
         elif a.has_default_value():
             out[a.name] = a.default_value
     return out
+
+
+def _expr(d: Any) -> Any:
+    """The sympy expression of a size (a SymInt, sympy expression or int)."""
+    import sympy
+
+    if isinstance(d, int):
+        return sympy.Integer(d)
+    return d.node.expr if hasattr(d, "node") else d
 
 
 def _all_const(args: Any, kwargs: dict) -> bool:
@@ -490,11 +581,17 @@ def _mm(c: _Converter, node, a):
 
 @_handles("view", "_unsafe_view", "reshape")
 def _view(c: _Converter, node, a):
+    sym = c.sym_op("SymReshape", a["self"], c.meta(node).shape)
+    if sym is not None:
+        return sym
     return c.op("ReshapeDims", a["self"], c.ref, shape=c.shape_spec(a.get("size", a.get("shape"))))
 
 
 @_handles("expand")
 def _expand(c: _Converter, node, a):
+    sym = c.sym_op("SymBroadcast", a["self"], c.meta(node).shape)
+    if sym is not None:
+        return sym
     shape = [c.dim(s) for s in c.meta(node).shape]
     return c.op("BroadcastTo", a["self"], c.ref, shape=shape)
 
@@ -561,11 +658,62 @@ def _unbind(c: _Converter, node, a):
 @_handles("slice")
 def _slice(c: _Converter, node, a):
     start, end, step = a["start"], a["end"], int(a["step"])
-    end = None if end is None or (isinstance(end, int) and end >= 2**62) else c.dim(end)
-    start = 0 if start is None else c.dim(start)
+    try:
+        end = None if end is None or (isinstance(end, int) and end >= 2**62) else c.dim(end)
+        start = 0 if start is None else c.dim(start)
+    except UnsupportedModelError:
+        return _sym_slice(c, a)
     if isinstance(start, str) or isinstance(end, str):
-        raise UnsupportedModelError("slicing at a batch-dependent position is not supported")
+        return _sym_slice(c, a)
     return c.op("Slice", a["self"], axes=[int(a["dim"])], starts=[start], stops=[end], steps=[step])
+
+
+def _sym_slice(c: _Converter, a: dict) -> str:
+    """``aten.slice`` with bounds that depend on input sizes: ``SymSlice``."""
+    refs: list[str] = []
+    dims: list[list[int]] = []
+    end = a["end"]
+    stop = "" if end is None or (isinstance(end, int) and end >= 2**62) else c.size_text(end, refs, dims)
+    start = c.size_text(0 if a["start"] is None else a["start"], refs, dims)
+    return c.op("SymSlice", a["self"], *refs, axis=int(a["dim"]), start=start, stop=stop, step=int(a["step"]), dims=dims)
+
+
+@_handles("arange")
+def _arange(c: _Converter, node, a):
+    """``aten.arange`` whose bounds depend on input sizes (constant ones are evaluated at export)."""
+    start = a.get("start", 0)
+    step = a.get("step", 1)
+    if _is_sym(step) or isinstance(step, str) or isinstance(start, str) or isinstance(a.get("end"), str):
+        raise UnsupportedModelError("arange with a step that depends on input sizes, or bounds computed from tensor values, is not supported")
+    refs: list[str] = []
+    dims: list[list[int]] = []
+    length = c.size_text(c.meta(node).shape[0], refs, dims)
+    start_text = c.size_text(start, refs, dims) if not isinstance(start, float) else None
+    if start_text is None or isinstance(step, float) and not float(step).is_integer() and c.dtype_of(node) != "float32":
+        raise UnsupportedModelError("arange with a float start is not supported; integer starts are")
+    return c.op("SymArange", *refs, start=start_text, step=step, length=length, dtype=c.dtype_of(node), dims=dims)
+
+
+@_handles("gather")
+def _gather(c: _Converter, node, a):
+    if a.get("sparse_grad"):
+        raise UnsupportedModelError("gather with sparse_grad is not supported")
+    return c.op("GatherElements", a["self"], a["index"], axis=int(a["dim"]))
+
+
+@_handles("index")
+def _index_tensor(c: _Converter, node, a):
+    """``aten.index.Tensor`` (advanced indexing) with integer index tensors; boolean masks are refused."""
+    axes, indices = [], []
+    for axis, (i, i_node) in enumerate(zip(a["indices"], node.args[1])):
+        if i is None:
+            continue
+        if c.meta(i_node).dtype == c.torch.bool:
+            raise UnsupportedModelError("indexing with a boolean mask is not supported (its result size depends on the values); "
+                                        "use torch.where or integer indices")
+        axes.append(axis)
+        indices.append(i)
+    return c.op("AdvancedIndex", a["self"], *indices, axes=axes)
 
 
 @_handles("select")
@@ -592,6 +740,9 @@ def _full(c: _Converter, node, a):
     name = _op_name(node.target)
     fill = {"zeros": 0, "ones": 1, "zeros_like": 0, "ones_like": 1}.get(name, a.get("fill_value", a.get("s")))
     scalar = c.value(fill, dtype=c.dtype_of(node))
+    sym = c.sym_op("SymBroadcast", scalar, c.meta(node).shape)
+    if sym is not None:
+        return sym
     shape = [c.dim(s) for s in c.meta(node).shape]
     return c.op("BroadcastTo", scalar, c.ref, shape=shape)
 
@@ -729,19 +880,22 @@ def supported_ops() -> list[str]:
     return sorted(_HANDLERS)
 
 
-def _export(model: Any, examples: list, names: list[str]) -> Any:
+def _export(model: Any, examples: list, names: list[str], seq_axes: list[list[int]]) -> Any:
+    """``torch.export`` with a symbolic batch (axis 0 of every input) and symbolic ``seq_axes`` per input."""
     import torch
     from torch.export import Dim, default_decompositions, export
 
     tensors = tuple(torch.from_numpy(np.ascontiguousarray(e)) for e in examples)
     tensors = tuple(t.long() if not t.dtype.is_floating_point and t.dtype != torch.bool else t for t in tensors)
     batch = Dim("batch", min=1)
+    dims = iter([{0: batch, **{a: Dim.DYNAMIC for a in axes}} for axes in seq_axes])
     dynamic: list = []
     for p in inspect.signature(model.forward).parameters.values():  # mirror forward's signature
         if p.kind == p.VAR_POSITIONAL:
-            dynamic.append(tuple({0: batch} for _ in range(len(names) - len(dynamic))))
+            dynamic.append(tuple(next(dims) for _ in range(len(names) - len(dynamic))))
         elif len(dynamic) < len(names) and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            dynamic.append({0: batch})
+            dynamic.append(next(dims))
+    what = "a symbolic batch dimension" + (" and sequence length" if any(seq_axes) else "")
     try:
         with warnings.catch_warnings():  # torch's own notices: RNN flat weights, pytree deprecations
             warnings.filterwarnings("ignore", message=".*were assigned during export.*")
@@ -754,25 +908,150 @@ def _export(model: Any, examples: list, names: list[str]) -> Any:
             return ep.run_decompositions(table)
     except Exception as exc:  # torch raises many kinds of errors; report them as one
         raise UnsupportedModelError(
-            f"torch.export could not capture {type(model).__name__} with a symbolic batch dimension: "
+            f"torch.export could not capture {type(model).__name__} with {what}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
 
 
+class _TorchInputs(NetworkInputs):
+    """:class:`NetworkInputs` plus the axes (beyond the batch) of each input that are variable-length."""
+
+    seq_axes: list[list[int]]
+
+
 def build_inputs(model: Any, sample_input: Any, input_shape: Any, builder: Any) -> NetworkInputs:
-    """Graph inputs named after ``forward``'s arguments, shaped like ``sample_input`` or ``input_shape``."""
+    """Graph inputs named after ``forward``'s arguments, shaped like ``sample_input`` or ``input_shape``.
+
+    ``None`` in ``input_shape`` past the batch axis marks a variable-length
+    axis (a sequence): the graph input gets ``None`` there and the model is
+    exported with a symbolic size for it. With ``sample_input`` too, the sample
+    gives the traced length; without, it is :data:`_TRACE_LENGTH`.
+    """
+    from ..format.graph import GraphBuilder
+
     names = positional_names(model.forward, input_count(sample_input, input_shape))
-    return build_network_inputs(builder, names, sample_input, input_shape)
+    shapes = None
+    if input_shape is not None:
+        shapes = [input_shape] if all(isinstance(d, (int, type(None))) for d in input_shape) else list(input_shape)
+    seq_axes = [[i for i, d in enumerate(s) if i > 0 and d is None] for s in shapes] if shapes else [[] for _ in names]
+    if len(seq_axes) != len(names):
+        raise InputError(f"the model takes {len(names)} input(s) {list(names)}, but {len(seq_axes)} shape(s) were given")
+    if not any(seq_axes):
+        return _with_axes(build_network_inputs(builder, names, sample_input, input_shape), seq_axes)
+    scratch = GraphBuilder()  # the specs at the traced length; the graph gets None on the variable axes
+    if sample_input is not None:
+        x = build_network_inputs(scratch, names, sample_input)
+        for spec, axes, shape in zip(x.specs, seq_axes, shapes):
+            if len(spec.shape) != len(shape) or any(spec.shape[i] < 2 for i in axes):
+                raise InputError(f"input {spec.name!r}: sample shape {['batch', *spec.shape[1:]]} does not match input_shape "
+                                 f"{list(shape)}, or is shorter than 2 on a variable-length axis")
+    else:
+        traced = [tuple(_TRACE_LENGTH if i > 0 and d is None else d for i, d in enumerate(s)) for s in shapes]
+        x = build_network_inputs(scratch, names, None, traced)
+    for spec, axes in zip(x.specs, seq_axes):
+        builder.add_input(spec.name, spec.dtype, tuple(None if i in axes else d for i, d in enumerate(spec.shape)))
+    return _with_axes(x, seq_axes)
+
+
+def _with_axes(x: NetworkInputs, seq_axes: list[list[int]]) -> _TorchInputs:
+    out = _TorchInputs(x.specs, x.samples)
+    out.seq_axes = seq_axes
+    return out
+
+
+#: traced length of a variable-length axis when no sample_input is given (not 0 or 1, which torch.export specialises on).
+_TRACE_LENGTH = 8
 
 
 def convert_torch_module(model: Any, x: NetworkInputs, ctx: ExportContext) -> dict:
     """Convert an ``nn.Module`` (put in eval mode) applied to the graph inputs ``x``."""
     model.eval()
-    ep = _export(model, x.examples(_TRACE_BATCH), list(x))
-    values = _Converter(ep, ctx, x).run()
+    seq_axes = getattr(x, "seq_axes", None) or [[] for _ in x]
+    lengths = {s.shape[i] for s, axes in zip(x.specs, seq_axes) for i in axes}
+    batch = next(b for b in (_TRACE_BATCH, 5, 7, 11) if b not in lengths)  # a batch size equal to a length could be unified with it
+    examples = x.examples(batch)
+    ep = _export(model, examples, list(x), seq_axes)
+    conv = _Converter(ep, ctx, x)
+    values = conv.run()
     spec = ep.call_spec.out_spec
     names = [str(k) for k in spec.context] if spec is not None and isinstance(spec.context, list) and len(spec.context) == len(values) else None
-    return network_outputs(values, names)
+    outputs = network_outputs(values, names)
+    if any(seq_axes):
+        ctx.options["sequence"] = _sequence_info(model, conv, ep, outputs, examples, seq_axes)
+    return outputs
+
+
+def _sequence_info(model: Any, conv: _Converter, ep: Any, outputs: dict, examples: list, seq_axes: list[list[int]]) -> dict:
+    """How the runtime may bucket the variable-length axes (``metadata["sequence"]``).
+
+    ``axes``: ``[input, axis, max length or None, group]`` per variable axis (the
+    max from torch.export's inferred range, e.g. the position-embedding table;
+    axes torch.export found equal share a group);
+    ``outputs``: ``[output, axis, input, input axis]`` for each output axis whose
+    size is a variable length; ``pad``: whether zero-padding the variable axes
+    at the end leaves every output exact after slicing those output axes back.
+    ``pad`` is decided by running the model itself on the sample cut to half
+    length, with and without zero padding back to the full length.
+    """
+    import torch
+
+    ranges = ep.range_constraints
+    seq_keys = [(name, axis) for name, in_axes in zip(conv.input_names, seq_axes) for axis in in_axes]
+    axes = []
+    for name, in_axes in zip(conv.input_names, seq_axes):
+        for axis in in_axes:
+            sym = conv.input_sizes[(name, axis)]
+            upper = ranges[sym].upper if sym in ranges else None
+            limit = int(upper) if upper is not None and upper.is_finite and upper.is_integer else None
+            group = next(i for i, g in enumerate(dict.fromkeys(conv.input_sizes[k] for k in seq_keys)) if g == sym)
+            axes.append([name, axis, limit, group])
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    leaves = torch.utils._pytree.tree_leaves(out_node.args[0])
+    out_names = [k for k in outputs if k != "__methods__"]
+    follow, exact = [], True
+    for out_name, leaf in zip(out_names, leaves):
+        val = leaf.meta.get("val") if isinstance(leaf, torch.fx.Node) else None
+        for axis, size in enumerate(getattr(val, "shape", ())):
+            expr = _expr(size)
+            if expr in conv.symbols and conv.symbols[expr] != (conv.ref, 0):
+                follow.append([out_name, axis, *conv.symbols[expr]])
+            elif not expr.is_Integer and expr.free_symbols - {conv.batch_symbol}:
+                exact = False  # a size derived from a length (2*S, S-1): slicing back is not defined
+    if exact:
+        exact = _padding_is_exact(model, examples, conv.input_names, seq_axes, follow, out_names)
+    return {"axes": axes, "outputs": follow, "pad": exact}
+
+
+def _padding_is_exact(model: Any, examples: list, names: list[str], seq_axes: list[list[int]], follow: list, out_names: list[str]) -> bool:
+    """Run ``model`` on the examples cut to half length, and on those zero-padded back: same outputs (sliced)?"""
+    import torch
+
+    short, padded = [], []
+    for arr, axes in zip(examples, seq_axes):
+        cut = tuple(slice(0, (arr.shape[i] + 1) // 2) if i in axes else slice(None) for i in range(arr.ndim))
+        s = arr[cut]
+        p = np.zeros_like(arr)
+        p[tuple(slice(0, n) for n in s.shape)] = s
+        short.append(s)
+        padded.append(p)
+    lengths = {(n, i): (a.shape[i] + 1) // 2 for n, a, axes in zip(names, examples, seq_axes) for i in axes}
+
+    def run(arrays: list) -> list:
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        tensors = [t.long() if not t.dtype.is_floating_point and t.dtype != torch.bool else t for t in tensors]
+        with torch.no_grad():
+            return [t.detach().float().numpy() for t in torch.utils._pytree.tree_leaves(model(*tensors))]
+
+    want, got = run(short), run(padded)
+    for name, w, g in zip(out_names, want, got):
+        cut = [slice(None)] * g.ndim
+        for out_name, axis, in_name, in_axis in follow:
+            if out_name == name:
+                cut[axis] = slice(0, lengths[(in_name, in_axis)])
+        g = g[tuple(cut)]
+        if g.shape != w.shape or not np.allclose(g, w, rtol=0, atol=1e-4 * (1 + float(np.abs(w).max(initial=0)))):
+            return False
+    return True
 
 
 def native_method(model: Any, method: str, inputs: list) -> np.ndarray:

@@ -11,7 +11,8 @@ The dict form (``Graph.to_dict``) is what the ``.mle`` graph section holds::
      "nodes":   [{"op", "version", "name", "inputs", "outputs", "attrs"}],
      "outputs": {"label": "<value name>", "probabilities": "...", ...}}
 
-``shape`` uses ``None`` for the symbolic batch dimension. ``attrs`` hold only
+``shape`` uses ``None`` for the symbolic batch dimension, and for variable-length
+axes past it (their buckets: ``metadata["sequence"]``, ``lowering/seq_buckets.py``). ``attrs`` hold only
 plain data (numbers, strings, lists, dicts); arrays go to stored tensors.
 """
 
@@ -121,8 +122,8 @@ class Graph:
             shape = v["shape"]
             _expect(
                 isinstance(shape, list) and 1 <= len(shape) <= 8 and shape[0] is None
-                and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in shape[1:]),
-                where + ".shape", "a list [None, d1, ...] of at most 8 dims", shape,
+                and all(s is None or isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in shape[1:]),
+                where + ".shape", "a list [None, d1, ...] of at most 8 dims (None past the batch: a variable length)", shape,
             )
             fn = v["feature_names"]
             if fn is not None:

@@ -23,6 +23,7 @@ from ..format.errors import MLEFormatError
 from ..format.graph import Graph, Node
 from .cache import compile_lowered, enable_persistent_cache
 from .registry import check_graph, get_rule, row_budget
+from .seq_buckets import SequenceSpec, cut_outputs, pad_lengths
 
 __all__ = ["evaluate", "Program", "bucket_for", "lowering_options"]
 
@@ -196,6 +197,7 @@ class Program:
         batch_buckets: str | Sequence[int] | None = "pow2",
         max_tile: int = DEFAULT_MAX_TILE,
         options: Mapping[str, Any] | None = None,
+        sequence: SequenceSpec | None = None,
     ) -> None:
         specs = getattr(tensors, "specs", tensors)  # a TensorMap's shapes and dtypes: no tensor bytes read at load
         check_graph(graph, specs)
@@ -203,6 +205,8 @@ class Program:
         self.graph = graph
         self.device = resolve_device(device)
         self.batch_buckets = batch_buckets
+        #: the variable-length input axes and how they are bucketed (``lowering/seq_buckets.py``)
+        self.sequence = sequence
         self.max_tile = max_tile if batch_buckets is not None else 1 << 62
         self._tensors = tensors
         self._host: dict[str, np.ndarray] | None = None
@@ -257,11 +261,11 @@ class Program:
 
     def _abstract_shapes(self, budget: int) -> dict[str, tuple]:
         """Trace every output for one row without computing it (``jax.eval_shape``); see :meth:`check_shapes`."""
-        shapes: dict[str, tuple] = {v.name: (1, *v.shape[1:]) for v in self.graph.inputs}
+        shapes: dict[str, tuple] = {v.name: _one_row(v.shape) for v in self.graph.inputs}
         options = {**self.options, "platform": self.device.platform, "host": self._host_tensors,
                    "cache": self._rule_cache, "choices": {}, "shapes": shapes, "row_budget": budget}
         outputs = list(self.graph.outputs)
-        inputs = [jax.ShapeDtypeStruct((1, *v.shape[1:]), np.dtype(v.dtype)) for v in self.graph.inputs]
+        inputs = [jax.ShapeDtypeStruct(_one_row(v.shape), np.dtype(v.dtype)) for v in self.graph.inputs]
         params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self._host_tensors.items()}
         jax.eval_shape(lambda p, *xs: evaluate(self.graph, p, xs, outputs, {**options, "params": p}), params, *inputs)
         return shapes
@@ -353,7 +357,18 @@ class Program:
         return {}
 
     def run(self, outputs: Sequence[str], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on host arrays sharing a batch dimension; pads to buckets, tiles big batches."""
+        """Run on host arrays sharing a batch dimension; pads to buckets, tiles big batches.
+
+        Variable-length axes are padded to their buckets and the outputs cut back (``lowering/seq_buckets.py``).
+        """
+        if self.sequence is None:
+            return self._run_rows(outputs, inputs)
+        names = [v.name for v in self.graph.inputs]
+        padded, lengths = pad_lengths(self.sequence, names, inputs, bucket=self.batch_buckets is not None)
+        return cut_outputs(self.sequence, outputs, self._run_rows(outputs, padded), lengths)
+
+    def _run_rows(self, outputs: Sequence[str], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`run` on inputs whose variable-length axes are already padded."""
         n = inputs[0].shape[0]
         if n == 0:
             raise ValueError("empty batch")
@@ -387,6 +402,11 @@ class Program:
         if padded == n:
             return [np.asarray(o) for o in out]
         return [np.asarray(o)[:n] for o in out]
+
+
+def _one_row(shape: Sequence[int | None]) -> tuple[int, ...]:
+    """A graph input's shape for one row; a variable-length axis traces at length 1."""
+    return (1, *(1 if d is None else d for d in shape[1:]))
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:

@@ -338,7 +338,7 @@ ROW_BUDGET_FACTOR = 64
 def row_budget(graph: Graph, tensors: Mapping[str, Any]) -> int:
     """The most elements per batch row a node may produce (shape specs, tiles, pads):
     ``max(MIN_ROW_BUDGET, ROW_BUDGET_FACTOR * (input elements per row + stored elements))``."""
-    per_row = sum(math.prod(s for s in v.shape[1:]) for v in graph.inputs)
+    per_row = sum(math.prod(1 if s is None else s for s in v.shape[1:]) for v in graph.inputs)  # a variable length counts 1
     stored = sum(int(t.size) for t in tensors.values())
     return max(MIN_ROW_BUDGET, ROW_BUDGET_FACTOR * (per_row + stored))
 

@@ -19,6 +19,7 @@ from .host import HostEncoder, InputChecks
 from .inspect import source_info
 from .lowering import Program
 from .lowering.program import DEFAULT_MAX_TILE, evaluate
+from .lowering.seq_buckets import check_sequence
 from .predict_options import BY_POSITION, CHECK_FINITE, PredictOptions, SharedProgram
 
 __all__ = ["Model", "load_model", "METHOD_OUTPUTS"]
@@ -180,6 +181,7 @@ class Model:
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
             # an encrypted model's programs hold decrypted values: never in the on-disk compilation cache
             options={"tree_strategy": tree_strategy, "persistent_cache": not mfile.encrypted},
+            sequence=check_sequence(self.metadata.get("sequence"), self.graph),
         )
         if self.classes_ is not None:
             self.program.check_classes(len(self.classes_))
@@ -281,7 +283,7 @@ class Model:
 
     def warmup(self, batch_size: int) -> None:
         """Compile every method's program for ``batch_size`` rows now."""
-        arrays = [np.zeros((batch_size, *info.shape[1:]), _np_dtype(info)) for info in self.graph.inputs]
+        arrays = [np.zeros((batch_size, *(1 if d is None else d for d in info.shape[1:])), _np_dtype(info)) for info in self.graph.inputs]
         for output in sorted(set(self.methods.values())):
             self.program.run([output], arrays)
 
@@ -428,7 +430,7 @@ def _prepare(x: Any, info: ValueInfo, first: bool = False) -> np.ndarray:
             f"expected a 2D array for input {info.name!r}, got a 1D array of shape {arr.shape}; "
             "use X.reshape(1, -1) for a single row or X.reshape(-1, 1) for a single feature"
         )
-    if arr.ndim != len(info.shape) or tuple(arr.shape[1:]) != tuple(info.shape[1:]):
+    if arr.ndim != len(info.shape) or any(d is not None and d != n for n, d in zip(arr.shape[1:], info.shape[1:])):
         if expected_cols is not None and arr.ndim == 2:
             raise InputError(f"X has {arr.shape[1]} features, but this model is expecting {expected_cols} features as input")
         raise InputError(f"input {info.name!r}: expected shape {['batch', *info.shape[1:]]}, got {list(arr.shape)}")
