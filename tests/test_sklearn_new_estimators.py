@@ -214,3 +214,35 @@ def test_one_vs_one(base, n_classes, tmp_path):
     X, y = _data(n_classes)
     model = OneVsOneClassifier(estimator).fit(X, y)
     _check_all(model, X, tmp_path, methods=("predict", "decision_function"))
+
+
+# --- calibration --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+@pytest.mark.parametrize("ensemble", [True, False])
+@pytest.mark.parametrize("base,n_classes", [("svc", 2), ("svc", 3), ("gnb", 3), ("tree", 2)])
+def test_calibrated_classifier(method, ensemble, base, n_classes, tmp_path):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.svm import LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    estimator = {"svc": LinearSVC(), "gnb": GaussianNB(), "tree": DecisionTreeClassifier(max_depth=3, random_state=0)}[base]
+    X, y = _data(n_classes)
+    model = CalibratedClassifierCV(estimator, method=method, ensemble=ensemble, cv=3).fit(X, y)
+    # Isotonic calibrators of GaussianNB probabilities have slopes up to ~900 here: the float32 rounding
+    # of the base probability (~3e-8) becomes ~3e-5 after calibration. Decision-based bases stay within 1e-5.
+    tol = 1e-4 if (base, method) == ("gnb", "isotonic") else 1e-5
+    _, worst = _check_all(model, X, tmp_path, tol=tol)
+    print(worst)
+
+
+def test_calibrated_temperature_is_refused(tmp_path):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    X, y = _data(3)
+    model = CalibratedClassifierCV(LinearSVC(), method="temperature", cv=3).fit(X, y)
+    with pytest.raises(mle.UnsupportedModelError, match="temperature"):
+        mle.export_model(model, tmp_path / "m.mle")
