@@ -21,12 +21,17 @@ def _forward(model, x: str, ctx: ExportContext) -> str:
 
 
 def convert_mlp_classifier(model, x: str, ctx: ExportContext) -> dict:
-    """MLPClassifier: softmax for multiclass; logistic [1-p, p] and ``p > 0.5`` (logit > 0) for binary."""
+    """MLPClassifier: softmax for multiclass; logistic [1-p, p] and ``p > 0.5`` (logit > 0) for binary.
+
+    Multilabel models give one sigmoid per label and predict the 0/1 indicator ``logit > 0``.
+    """
     b = ctx.builder
-    if model.out_activation_ not in ("logistic", "softmax") or (model.out_activation_ == "logistic" and model.n_outputs_ != 1):
-        raise UnsupportedModelError("multilabel MLPClassifier is not supported; binary and multiclass are")
+    if model.out_activation_ not in ("logistic", "softmax"):
+        raise UnsupportedModelError(f"MLPClassifier with output activation {model.out_activation_!r} is not supported; logistic and softmax are")
     set_classes(ctx, model.classes_)
     z = _forward(model, x, ctx)
+    if model.out_activation_ == "logistic" and model.n_outputs_ != 1:  # multilabel; classes_ is arange(n_labels)
+        return {"probabilities": b.op("Sigmoid", z), "log_probabilities": b.op("LogSigmoid", z), "label": b.op("Greater", z, threshold=0.0)}
     if model.out_activation_ == "softmax":
         heads = softmax_heads(ctx, z)
         return {**heads, "label": b.op("ArgMax", z)}

@@ -21,6 +21,7 @@ import numpy as np
 from ..format.errors import UnsupportedModelError
 from ._common import classifier_from_proba, set_classes
 from .registry import ExportContext, register_converter
+from .sklearn_multioutput import column, hstack_native, labels_in, union_classes
 
 __all__ = [
     "float32_threshold",
@@ -188,14 +189,6 @@ def add_leaf_index(ctx: ExportContext, x: str, arrays: dict) -> str:
     return ctx.builder.op("TreeLeafIndex", names["input"], *ins, max_depth=int(arrays["max_depth"]))
 
 
-def _check_single_output_classifier(model) -> None:
-    if model.n_outputs_ != 1:
-        raise UnsupportedModelError(
-            f"{type(model).__name__} with {model.n_outputs_} outputs (multi-output classification) is not "
-            "supported; multi-class and multi-output regression are"
-        )
-
-
 def _estimators(model) -> list:
     return [model] if hasattr(model, "tree_") else list(model.estimators_)
 
@@ -208,12 +201,43 @@ def _apply(ctx: ExportContext, x: str, arrays: dict, model) -> str:
 
 def convert_tree_classifier(model, x: str, ctx: ExportContext) -> dict:
     """DecisionTreeClassifier, RandomForestClassifier: mean of per-tree class fractions."""
-    _check_single_output_classifier(model)
+    if model.n_outputs_ != 1:
+        return _convert_multioutput_tree_classifier(model, x, ctx)
     n_classes = int(model.n_classes_)
     set_classes(ctx, model.classes_)
     arrays = tree_arrays([e.tree_ for e in _estimators(model)], lambda t: t.value[:, 0, :n_classes])
     proba = add_tree_ensemble(ctx, x, arrays, aggregate="mean")
     return classifier_from_proba(ctx, proba) | {"leaf_index": _apply(ctx, x, arrays, model)}
+
+
+def _convert_multioutput_tree_classifier(model, x: str, ctx: ExportContext) -> dict:
+    """Multi-output (and multilabel) tree classifiers: per output, the first argmax of its class fractions.
+
+    ``predict`` is [B, n_outputs] over the union of the outputs' classes (see
+    :mod:`.sklearn_multioutput`); ``predict_proba`` puts scikit-learn's
+    per-output list side by side (``np.hstack``).
+    """
+    b = ctx.builder
+    n_classes = [int(k) for k in model.n_classes_]
+    union, tables = union_classes(model.classes_)
+    set_classes(ctx, union)
+
+    def leaf_values(t):
+        return np.concatenate([t.value[:, j, :k] for j, k in enumerate(n_classes)], axis=1)
+
+    arrays = tree_arrays([e.tree_ for e in _estimators(model)], leaf_values)
+    proba = add_tree_ensemble(ctx, x, arrays, aggregate="mean")
+    labels, start = [], 0
+    for k, table in zip(n_classes, tables):
+        part = b.op("Slice", proba, axes=[1], starts=[start], stops=[start + k])
+        labels.append(column(ctx, labels_in(ctx, b.op("ArgMax", part), table)))
+        start += k
+    return {
+        "label": b.op("Concat", *labels, axis=1),
+        "probabilities": proba,
+        "log_probabilities": b.op("Log", proba),
+        "leaf_index": _apply(ctx, x, arrays, model),
+    }
 
 
 def convert_tree_regressor(model, x: str, ctx: ExportContext) -> dict:
@@ -224,6 +248,8 @@ def convert_tree_regressor(model, x: str, ctx: ExportContext) -> dict:
         y = ctx.builder.op("Squeeze", y, axis=1)
     return {"output": y, "leaf_index": _apply(ctx, x, arrays, model)}
 
+
+convert_tree_classifier.native_method = hstack_native  # multi-output predict_proba: a list, compared side by side
 
 register_converter("sklearn.DecisionTreeClassifier", convert_tree_classifier)
 register_converter("sklearn.RandomForestClassifier", convert_tree_classifier)

@@ -246,3 +246,49 @@ def test_calibrated_temperature_is_refused(tmp_path):
     model = CalibratedClassifierCV(LinearSVC(), method="temperature", cv=3).fit(X, y)
     with pytest.raises(mle.UnsupportedModelError, match="temperature"):
         mle.export_model(model, tmp_path / "m.mle")
+
+
+# --- multi-output trees and multilabel networks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["DecisionTree", "RandomForest", "ExtraTrees"])
+def test_multioutput_tree_classifier(kind, tmp_path):
+    from sklearn import ensemble, tree
+
+    cls = getattr(tree if kind == "DecisionTree" else ensemble, f"{kind}Classifier")
+    params = {} if kind == "DecisionTree" else {"n_estimators": 5}
+    X, y = _data(3)
+    Y = np.stack([y, np.where(X[:, 1] > 0, "hi", "lo")], axis=1)  # outputs with different classes
+    model = cls(max_depth=5, random_state=0, **params).fit(X, Y)
+    m = roundtrip(model, X, tmp_path)
+    for rows in (X, X[:1], _big(X)):
+        _check_stacked(model, m, rows)
+        np.testing.assert_array_equal(m.apply(rows), model.apply(rows))
+    Xl, Yl = _multilabel()  # multilabel indicator targets
+    model = cls(max_depth=5, random_state=0, **params).fit(Xl, Yl)
+    m = roundtrip(model, Xl, tmp_path, name="multilabel.mle")
+    for rows in (Xl, Xl[:1], _big(Xl)):
+        _check_stacked(model, m, rows)
+
+
+@pytest.mark.parametrize("kind", ["DecisionTree", "RandomForest", "ExtraTrees"])
+def test_multioutput_tree_regressor(kind, tmp_path):
+    from sklearn import ensemble, tree
+
+    cls = getattr(tree if kind == "DecisionTree" else ensemble, f"{kind}Regressor")
+    params = {} if kind == "DecisionTree" else {"n_estimators": 5}
+    X, Y = make_regression(300, 5, n_targets=3, random_state=0)
+    X = X.astype(np.float32).astype(np.float64)
+    model = cls(max_depth=5, random_state=0, **params).fit(X, Y)
+    _check_all(model, X, tmp_path, methods=("predict",))
+
+
+def test_mlp_multilabel(tmp_path):
+    from sklearn.neural_network import MLPClassifier
+
+    X, Y = _multilabel()
+    model = MLPClassifier((16,), max_iter=300, random_state=0).fit(X / 10, Y)
+    m = roundtrip(model, X / 10, tmp_path)
+    for rows in (X / 10, X[:1] / 10, _big(X) / 10):
+        check_methods(model, m, rows, methods=("predict", "predict_proba", "predict_log_proba"))
+    assert m.predict(X[:3] / 10).dtype.kind in "iu"
