@@ -292,3 +292,17 @@ def test_mlp_multilabel(tmp_path):
     for rows in (X / 10, X[:1] / 10, _big(X) / 10):
         check_methods(model, m, rows, methods=("predict", "predict_proba", "predict_log_proba"))
     assert m.predict(X[:3] / 10).dtype.kind in "iu"
+
+
+# --- cross decomposition ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,n_targets", [("PLSRegression", 1), ("PLSRegression", 2), ("PLSCanonical", 2), ("CCA", 2), ("PLSSVD", 2)])
+def test_cross_decomposition(name, n_targets, tmp_path):
+    import sklearn.cross_decomposition as cd
+
+    X, Y = make_regression(300, 6, n_targets=n_targets, noise=1.0, random_state=0)
+    X, Y = X.astype(np.float32).astype(np.float64), Y / Y.std(axis=0)
+    model = getattr(cd, name)(n_components=2).fit(X, Y)
+    _, worst = _check_all(model, X, tmp_path, methods=("predict", "transform"))
+    print(worst)
