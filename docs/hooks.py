@@ -6,6 +6,7 @@ the images below are added to the site from where the benchmarks write them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mkdocs.structure.files import File, Files
@@ -16,6 +17,15 @@ EXTERNAL = {
     "img/trees.png": "benchmarks/results/trees.png",
     "img/batch_scoring.png": "benchmarks/results/batch_scoring.png",
 }
+
+
+#: A Sphinx role left in a rendered docstring: ``:func:`~mlejax.x``` arrives as ``:func:<code>~mlejax.x</code>``.
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>(~?)([^<]*)</code>")
+
+
+def on_page_content(html: str, **_) -> str:
+    """Docstrings use Sphinx roles (``:func:`name```); show them as plain code (``~`` keeps the last name)."""
+    return _ROLE.sub(lambda m: f"<code>{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}</code>", html)
 
 
 def on_config(config):
