@@ -8,6 +8,7 @@ from .registry import ExportContext
 
 __all__ = [
     "linear",
+    "split64",
     "classifier_from_decision",
     "classifier_from_proba",
     "logistic_pair",
@@ -16,14 +17,35 @@ __all__ = [
 ]
 
 
-def linear(ctx: ExportContext, x: str, coef: np.ndarray, intercept, *, hint: str = "linear") -> str:
-    """``x @ coef.T + intercept`` with ``coef`` of shape [K, F] (sklearn's layout) → [B, K]."""
+def split64(value) -> tuple[np.ndarray, np.ndarray]:
+    """A float64 array as float32 ``hi`` and the float32 rounding of its remainder ``lo`` (48 bits in all)."""
+    v = np.asarray(value, dtype=np.float64)
+    hi = v.astype(np.float32)
+    with np.errstate(invalid="ignore"):  # inf - inf: the remainder of an infinite value is 0
+        lo = np.where(np.isfinite(v), v - hi.astype(np.float64), 0.0).astype(np.float32)
+    return hi, lo
+
+
+def linear(ctx: ExportContext, x: str, coef: np.ndarray, intercept, *, hint: str = "linear", head: str = "identity",
+           float64: bool = True) -> str:
+    """``head(x @ coef.T + intercept)`` with ``coef`` of shape [K, F] (sklearn's layout) → [B, K].
+
+    Computed in float64 inside the op (``LinearFloat64``, parameters as float32
+    hi + lo pairs): sums of large terms that cancel keep scikit-learn's
+    float64 result to float32 rounding. ``head``: ``identity``,
+    ``log_softmax`` or ``softmax``, applied before rounding. ``float64=False``:
+    a float32 ``MatMulAdd`` (network layers, which ``quantize=`` compresses).
+    """
     b = ctx.builder
     coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
     intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (coef.shape[0],))
-    return b.op(
-        "MatMulAdd", x, b.tensor(f"{hint}.weight", coef.T, np.float32), b.tensor(f"{hint}.bias", intercept, np.float32)
-    )
+    if not float64:
+        if head != "identity":
+            raise ValueError("a float32 linear layer has no head")
+        return b.op("MatMulAdd", x, b.tensor(f"{hint}.weight", coef.T, np.float32), b.tensor(f"{hint}.bias", intercept, np.float32))
+    (w_hi, w_lo), (b_hi, b_lo) = split64(coef.T), split64(intercept)
+    names = [b.tensor(f"{hint}.{n}", t, np.float32) for n, t in (("weight", w_hi), ("weight_lo", w_lo), ("bias", b_hi), ("bias_lo", b_lo))]
+    return b.op("LinearFloat64", x, *names, **({} if head == "identity" else {"head": head}))
 
 
 def set_classes(ctx: ExportContext, classes) -> None:

@@ -26,6 +26,19 @@ def _nb_heads(ctx: ExportContext, model, jll: str) -> dict:
     return {"label": b.op("ArgMax", jll), "probabilities": b.op("Softmax", jll), "log_probabilities": b.op("LogSoftmax", jll)}
 
 
+def _linear_nb_heads(ctx: ExportContext, model, x: str, coef, intercept) -> dict:
+    """Heads of a linear joint log-likelihood, each taken from the float64 sum (``linear``'s ``head``).
+
+    The likelihoods of count data are large and nearly equal; rounding them to
+    float32 before the softmax would cost ``|jll| * 6e-8`` in every log-probability.
+    """
+    set_classes(ctx, model.classes_)
+    b = ctx.builder
+    heads = {k: linear(ctx, x, coef, intercept, hint="nb", head=h) for k, h in
+             (("jll", "identity"), ("probabilities", "softmax"), ("log_probabilities", "log_softmax"))}
+    return {"label": b.op("ArgMax", heads.pop("jll"))} | heads
+
+
 def convert_gaussian_nb(model, x: str, ctx: ExportContext) -> dict:
     """GaussianNB: ``log prior - 0.5 sum log(2π var) - 0.5 sum (x - θ)² / var`` per class."""
     b = ctx.builder
@@ -41,13 +54,13 @@ def convert_gaussian_nb(model, x: str, ctx: ExportContext) -> dict:
 
 def convert_multinomial_nb(model, x: str, ctx: ExportContext) -> dict:
     """MultinomialNB: ``X @ feature_log_prob_.T + class_log_prior_``."""
-    return _nb_heads(ctx, model, linear(ctx, x, model.feature_log_prob_, model.class_log_prior_, hint="nb"))
+    return _linear_nb_heads(ctx, model, x, model.feature_log_prob_, model.class_log_prior_)
 
 
 def convert_complement_nb(model, x: str, ctx: ExportContext) -> dict:
     """ComplementNB: ``X @ feature_log_prob_.T`` (plus the prior only when there is a single class)."""
     prior = model.class_log_prior_ if len(model.classes_) == 1 else 0.0
-    return _nb_heads(ctx, model, linear(ctx, x, model.feature_log_prob_, prior, hint="nb"))
+    return _linear_nb_heads(ctx, model, x, model.feature_log_prob_, prior)
 
 
 def convert_bernoulli_nb(model, x: str, ctx: ExportContext) -> dict:
@@ -57,7 +70,7 @@ def convert_bernoulli_nb(model, x: str, ctx: ExportContext) -> dict:
         x = b.op("Cast", b.op("Greater", x, threshold=float(model.binarize)), dtype="float32")
     flp = np.asarray(model.feature_log_prob_, dtype=np.float64)
     neg = np.log(1.0 - np.exp(flp))
-    return _nb_heads(ctx, model, linear(ctx, x, flp - neg, model.class_log_prior_ + neg.sum(axis=1), hint="nb"))
+    return _linear_nb_heads(ctx, model, x, flp - neg, model.class_log_prior_ + neg.sum(axis=1))
 
 
 def convert_categorical_nb(model, x: str, ctx: ExportContext) -> dict:

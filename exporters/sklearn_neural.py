@@ -14,7 +14,7 @@ def _forward(model, x: str, ctx: ExportContext) -> str:
     h = x
     layers = list(zip(model.coefs_, model.intercepts_))
     for i, (w, bias) in enumerate(layers):
-        h = linear(ctx, h, w.T, bias, hint=f"mlp.layer{i}")
+        h = linear(ctx, h, w.T, bias, hint=f"mlp.layer{i}", float64=False)  # float32 layers: quantize= applies
         if i < len(layers) - 1:
             h = ctx.builder.op(_ACTIVATIONS[model.activation], h)
     return h

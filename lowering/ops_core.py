@@ -209,3 +209,54 @@ def _log_softmax_float64(node: Node, x):
     """
     shifted = x - jnp.max(x, axis=-1, keepdims=True)
     return jnp.where(shifted < _EXP_UNDERFLOW, -jnp.inf, jax.nn.log_softmax(x, axis=-1))
+
+
+# --- float64 inside one op ------------------------------------------------------------------
+#
+# Outputs that are sums of many terms which cancel (linear models on unscaled data, joint
+# log-likelihoods, kernel expansions) lose more than the parity bound when accumulated in
+# float32. The rules below compute in float64 inside the op and round once at its end; the
+# rest of the program, and every value passed between ops, stays float32.
+
+
+def float64_scope():
+    """Context in which a rule may build float64 values (``jax.enable_x64``); round back before returning."""
+    return jax.enable_x64(True)
+
+
+def wide(*arrays):
+    """float64 copies of float32 arrays (inside :func:`float64_scope`)."""
+    out = tuple(jnp.asarray(a).astype(jnp.float64) for a in arrays)
+    return out if len(out) != 1 else out[0]
+
+
+def joined(hi, lo):
+    """The float64 value of a float32 ``hi + lo`` pair (inside :func:`float64_scope`)."""
+    return hi.astype(jnp.float64) + lo.astype(jnp.float64)
+
+
+def _log_softmax_64(y):
+    """float64 ``log(softmax(y))`` over the last axis: ``-inf`` exactly where float64 ``exp`` underflows."""
+    shifted = y - jnp.max(y, axis=-1, keepdims=True)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
+@register_rule("LinearFloat64", attrs={"head": Attr("str", "identity", choices=("identity", "log_softmax", "softmax"))})
+def _linear_float64(node: Node, x, w_hi, w_lo, b_hi, b_lo):
+    """``head(x @ (w_hi + w_lo) + (b_hi + b_lo))`` computed in float64, rounded to ``x``'s dtype once.
+
+    ``w`` [in, out] and ``b`` [out] are float64 parameters stored as float32
+    ``hi + lo`` pairs (48 significant bits). ``head``: ``identity``,
+    ``log_softmax`` (scikit-learn's ``log(softmax)``: ``-inf`` where float64
+    underflows) or ``softmax`` — heads of large, cancelling sums such as
+    naive Bayes joint log-likelihoods, taken before the rounding.
+    """
+    dtype = x.dtype
+    with float64_scope():
+        y = jnp.matmul(wide(x), joined(w_hi, w_lo), precision=_HIGHEST) + joined(b_hi, b_lo)
+        head = node.attrs["head"]
+        if head == "log_softmax":
+            y = _log_softmax_64(y)
+        elif head == "softmax":
+            y = jnp.exp(_log_softmax_64(y))
+        return y.astype(dtype)

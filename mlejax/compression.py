@@ -12,7 +12,7 @@ float32 inside the XLA program:
 
 Eligible tensors (every use of the tensor must be one of these slots):
 
-- weight matrices of neural networks (``MatMul``/``MatMulAdd`` input 1,
+- weight matrices of neural networks (``MatMul``/``MatMulAdd``/``LinearFloat64`` input 1,
   ``[in, out]``, channel axis ``out``) and convolution kernels (``Conv``,
   ``ConvTranspose``, ``ConvGeneral``, channel axis = output channels);
 - with ``quantize_leaves=True`` only: tree leaf values (``TreeEnsemble``
@@ -64,6 +64,7 @@ def _conv_general_out_axis(node: Node, w: np.ndarray) -> int:
 WEIGHT_SLOTS: dict[tuple[str, int], tuple[str, Callable[[Node, np.ndarray], int]]] = {
     ("MatMulAdd", 1): ("matrix", _last),
     ("MatMul", 1): ("matrix", _last),
+    ("LinearFloat64", 1): ("matrix", _last),  # the float32 high part; the float32 remainder (input 2) stays
     ("Conv", 1): ("kernel", _conv_out_axis),
     ("ConvTranspose", 1): ("kernel", _conv_transpose_out_axis),
     ("ConvGeneral", 1): ("kernel", _conv_general_out_axis),
