@@ -111,7 +111,12 @@ _OPS: dict[str, Handler] = {}
 
 
 def _layer(*names: str, kwargs: Sequence[str] = ()) -> Callable[[Handler], Handler]:
-    """Register ``handler(e, layer, path, *args, **kwargs)`` for the Keras layer classes ``names``."""
+    """Register ``handler(e, layer, path, *args, **kwargs)`` for the Keras layer classes ``names``.
+
+    ``kwargs`` are the call arguments the handler understands, Keras masks
+    (``mask``, ``query_mask``, ...) included: a layer given a mask it does not
+    list is refused.
+    """
 
     def deco(fn: Handler) -> Handler:
         fn.call_kwargs = frozenset(kwargs)
@@ -158,10 +163,12 @@ def _is_keras_class(obj: Any, name: str) -> bool:
     return any(c.__name__ == name and c.__module__.split(".")[0] == "keras" for c in type(obj).__mro__)
 
 
-def _walk(e: _Emitter, model: Any, inputs: Sequence[_Val], path: str) -> list[_Val]:
-    """Convert every node of ``model``'s graph, deepest first; return the model's outputs."""
+def _walk(e: _Emitter, model: Any, inputs: Sequence[_Val], path: str,
+          input_masks: Sequence[_Val | None] | None = None) -> tuple[list[_Val], list[_Val | None]]:
+    """Convert every node of ``model``'s graph, deepest first; return the model's outputs and their Keras masks."""
     graph = _graph_of(model, path)
     env: dict[int, _Val] = {id(kt): v for kt, v in zip(graph.inputs, inputs)}
+    masks: dict[int, _Val | None] = {id(kt): m for kt, m in zip(graph.inputs, input_masks or [None] * len(inputs))}
     for depth in sorted(graph._nodes_by_depth, reverse=True):
         for node in graph._nodes_by_depth[depth]:
             if node.is_input or node.operation is None:
@@ -169,13 +176,133 @@ def _walk(e: _Emitter, model: Any, inputs: Sequence[_Val], path: str) -> list[_V
             op = node.operation
             where = f"{path}/{op.name}"
             args, kwargs = node.arguments.fill_in(env)
-            outs = _flatten(_convert_call(e, op, where, args, kwargs))
+            arg_masks, kwarg_masks = node.arguments.fill_in(masks)
+            outs, out_masks = _call_node(e, op, where, args, kwargs, arg_masks, kwarg_masks)
             if len(outs) != len(node.outputs):
                 raise UnsupportedModelError(f"{where}: produced {len(outs)} outputs, keras recorded {len(node.outputs)}")
-            for kt, v in zip(node.outputs, outs):
+            for kt, v, m in zip(node.outputs, outs, out_masks):
                 _check_shape(kt, v, where)
                 env[id(kt)] = v
-    return [env[id(kt)] for kt in graph.outputs]
+                masks[id(kt)] = m
+            if type(op).__name__ in _CLEARS_INPUT_MASKS:  # as Keras does, for the layers run after this one
+                for kt in node.arguments.keras_tensors:
+                    masks[id(kt)] = None
+    return [env[id(kt)] for kt in graph.outputs], [masks[id(kt)] for kt in graph.outputs]
+
+
+#: layers whose call removes the Keras masks of their input tensors (``set_keras_mask(query, None)``)
+_CLEARS_INPUT_MASKS = frozenset({"MultiHeadAttention", "GroupQueryAttention"})
+
+
+class _LazyMask:
+    """A mask Keras attaches to a tensor at run time, emitted into the graph only when a layer consumes it.
+
+    (Masks a layer is given in the recorded graph are ordinary values; these
+    are the ones ``Layer.__call__`` fills in from ``compute_mask``.)
+    """
+
+    _UNSET = object()
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = self._UNSET
+
+    def get(self) -> Any:
+        if self._value is self._UNSET:
+            self._value = self._make()
+        return self._value
+
+
+def _force(masks: Any) -> Any:
+    """``masks`` with every lazy mask emitted (same nesting)."""
+    if isinstance(masks, (list, tuple)):
+        return [_force(m) for m in masks]
+    return masks.get() if isinstance(masks, _LazyMask) else masks
+
+
+def _is_model(op: Any) -> bool:
+    cls = type(op)
+    return cls.__name__ in ("Sequential", "Functional") and cls.__module__.split(".")[0] == "keras"
+
+
+def _call_node(e: _Emitter, op: Any, path: str, args: tuple, kwargs: dict, arg_masks: tuple,
+               kwarg_masks: dict) -> tuple[list[_Val], list[_Val | None]]:
+    """Convert one recorded call with Keras' mask handling: the outputs and their masks.
+
+    As ``Layer.__call__`` does, the masks of the inputs are passed to the
+    layer's ``mask`` (or ``<argument>_mask``) call argument, and the outputs
+    get ``compute_mask`` of the layer (see ``_MASK_RULES``).
+    """
+    import keras
+
+    if not isinstance(op, keras.layers.Layer):  # keras.ops calls drop masks
+        outs = _flatten(_convert_call(e, op, path, args, kwargs))
+        return outs, [None] * len(outs)
+    if _is_model(op):
+        flat = _flatten(args[0]) if len(args) == 1 else _flatten(list(args))
+        flat_masks = _flatten(arg_masks[0]) if len(arg_masks) == 1 else _flatten(list(arg_masks))
+        return _walk(e, op, flat, path, flat_masks)
+    mask_kwargs, previous = _call_masks(op, args, kwargs, arg_masks, kwarg_masks)
+    outs = _flatten(_convert_call(e, op, path, args, {**kwargs, **mask_kwargs}))
+    return outs, _output_masks(e, op, path, args, previous, len(outs))
+
+
+def _has_value(x: Any) -> bool:
+    return any(isinstance(v, _Val) for v in _flatten(x))
+
+
+def _call_masks(layer: Any, args: tuple, kwargs: dict, arg_masks: tuple, kwarg_masks: dict) -> tuple[dict, Any]:
+    """(mask call arguments Keras fills in, the ``previous_mask`` its ``compute_mask`` gets)."""
+    sig = inspect.signature(layer.call)
+    try:
+        bound = sig.bind_partial(*args, **kwargs).arguments
+        bound_masks = sig.bind_partial(*arg_masks, **kwarg_masks).arguments
+    except TypeError:
+        return {}, None
+    tensors = [n for n, v in bound.items() if _has_value(v)]
+    fill: dict = {}
+    if len(tensors) == 1 and "mask" in sig.parameters and bound.get("mask") is None:
+        fill["mask"] = bound_masks.get(tensors[0])
+    elif len(tensors) > 1:
+        for n in tensors:
+            if f"{n}_mask" in sig.parameters and bound.get(f"{n}_mask") is None:
+                fill[f"{n}_mask"] = bound_masks.get(n)
+    fill = {k: v for k, v in ((k, _force(v)) for k, v in fill.items()) if _has_value(v)}
+    if bound.get("mask") is not None:
+        previous = bound["mask"]
+    elif "mask" in fill:
+        previous = fill["mask"]
+    else:
+        previous = arg_masks[0] if arg_masks else None
+    return fill, previous
+
+
+def _output_masks(e: _Emitter, layer: Any, path: str, args: tuple, previous: Any, n_outputs: int) -> list[_Val | None]:
+    """The Keras masks of a layer's outputs: ``compute_mask(inputs, previous_mask)`` zipped with the outputs (lazily)."""
+    import keras
+
+    if not layer.supports_masking:
+        return [None] * n_outputs
+    rule = _MASK_RULES.get(type(layer).__name__) if type(layer).__module__.split(".")[0] == "keras" else None
+    if rule is None and type(layer).compute_mask is keras.layers.Layer.compute_mask:
+        flat = _flatten(previous) if previous is not None else []
+        return [flat[i] if i < len(flat) else None for i in range(n_outputs)]
+
+    def make() -> list:
+        before = _force(previous)
+        if rule is not None:
+            masks = rule(e, layer, path, args[0] if args else None, before)
+        elif _has_value(before):
+            raise UnsupportedModelError(
+                f"{path}: the output mask of {type(layer).__name__} is not supported; layers that compute masks: "
+                + ", ".join(sorted(_MASK_RULES))
+            )
+        else:
+            masks = None
+        return _flatten(masks) if masks is not None else []
+
+    shared = _LazyMask(make)
+    return [_LazyMask(lambda i=i: shared.get()[i] if i < len(shared.get()) else None) for i in range(n_outputs)]
 
 
 def _flatten(x: Any) -> list[_Val]:
@@ -201,8 +328,8 @@ def _convert_call(e: _Emitter, op: Any, path: str, args: tuple, kwargs: dict) ->
     cls = type(op)
     name = cls.__name__
     is_layer = isinstance(op, keras.layers.Layer)
-    if is_layer and name in ("Sequential", "Functional") and cls.__module__.split(".")[0] == "keras":
-        return _walk(e, op, _flatten(args[0]) if len(args) == 1 else _flatten(list(args)), path)
+    if is_layer and _is_model(op):
+        return _walk(e, op, _flatten(args[0]) if len(args) == 1 else _flatten(list(args)), path)[0]
     table = _LAYERS if is_layer else _OPS
     handler = table.get(name) if cls.__module__.split(".")[0] == "keras" else None
     if handler is None:
@@ -215,6 +342,12 @@ def _convert_call(e: _Emitter, op: Any, path: str, args: tuple, kwargs: dict) ->
             hint = "supported: " + ", ".join(sorted(table))
         raise UnsupportedModelError(f"{path}: {what} {cls.__qualname__} is not supported ({hint})")
     for key, value in kwargs.items():  # ``training=None/False`` is inference already; anything else must be understood
+        if key not in handler.call_kwargs and key.endswith("mask") and _has_value(value):
+            takes = sorted(n for n, h in _LAYERS.items() if any(k.endswith("mask") for k in h.call_kwargs))
+            raise UnsupportedModelError(
+                f"{path}: {name} is given a Keras mask ({key}), which it does not support; layers that use masks: "
+                + ", ".join(takes)
+            )
         if key not in handler.call_kwargs and value is not None and not (key == "training" and value is False):
             raise UnsupportedModelError(f"{path}: call argument {key}={value!r} is not supported")
     kwargs = {k: v for k, v in kwargs.items() if k in handler.call_kwargs}
@@ -228,8 +361,6 @@ def _check_plain_layer(layer: Any, path: str) -> None:
         raise UnsupportedModelError(f"{path}: quantized layers ({layer.quantization_mode}) are not supported")
     if getattr(layer, "lora_enabled", False):
         raise UnsupportedModelError(f"{path}: LoRA-enabled layers are not supported; merge the LoRA weights first")
-    if getattr(layer, "supports_masking", False) and getattr(layer, "mask_zero", False):
-        raise UnsupportedModelError(f"{path}: mask_zero=True is not supported (masks are not exported)")
 
 
 def _weights(layer: Any) -> dict[str, np.ndarray]:
@@ -446,14 +577,22 @@ def _elu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
     return e.same("Elu", x, alpha=float(layer.alpha))
 
 
-@_layer("Softmax")
-def _softmax_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+@_layer("Softmax", kwargs=("mask",))
+def _softmax_layer(e: _Emitter, layer: Any, path: str, x: _Val, mask: _Val | None = None) -> _Val:
+    """Softmax; with a mask (of the input's rank) Keras sets masked inputs to -1e9 and masked outputs to 0."""
     axis = layer.axis
     if isinstance(axis, (list, tuple)):
         if len(axis) != 1:
             raise UnsupportedModelError(f"{path}: Softmax over several axes {list(axis)} is not supported")
         axis = axis[0]
-    return e.same("Softmax", x, axis=int(axis))
+    if mask is None:
+        return e.same("Softmax", x, axis=int(axis))
+    if mask.ndim != x.ndim:
+        raise UnsupportedModelError(f"{path}: a Softmax mask of shape {list(mask.shape)} for inputs {list(x.shape)}")
+    if mask.dtype != "bool":
+        mask = e.op("Compare", [mask, e.const("half", 0.5)], mask.shape, "bool", direction="gt")
+    y = e.same("Softmax", e.where(mask, x, e.const("large_negative", -1e9), x), axis=int(axis))
+    return e.where(mask, y, e.const("zero", 0.0), x)
 
 
 @_layer("PReLU")
@@ -462,6 +601,20 @@ def _prelu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
     alpha = e.const(f"{path}/alpha", _weights(layer)["alpha"])
     neg = e.same("Mul", e.same("Relu", e.same("Neg", x)), alpha)
     return e.same("Sub", e.same("Relu", x), neg)
+
+
+@_layer("LayerScale")
+def _layer_scale(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """``x * gamma`` (keras.applications' ConvNeXt)."""
+    return e.same("Mul", x, e.const(f"{path}/gamma", _weights(layer)["gamma"]))
+
+
+@_layer("StochasticDepth", kwargs=("training",))
+def _stochastic_depth(e: _Emitter, layer: Any, path: str, x: _Val, training: Any = None) -> _Val:
+    """Inference-time identity (keras.applications' ConvNeXt drop path)."""
+    if training:
+        raise UnsupportedModelError(f"{path}: StochasticDepth in training mode is not supported")
+    return x
 
 
 @_layer("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
@@ -628,9 +781,15 @@ def _conv_transpose(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
     return _emit_activation(e, layer.activation, y, path)
 
 
-@_layer("TimeDistributed")
-def _time_distributed(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
-    """The wrapped layer on [batch * time, ...], then the time axis split back out."""
+@_layer("TimeDistributed", kwargs=("mask",))
+def _time_distributed(e: _Emitter, layer: Any, path: str, x: _Val, mask: Any = None) -> _Val:
+    """The wrapped layer on [batch * time, ...], then the time axis split back out.
+
+    Keras hands the wrapped layer the mask of each step only if its ``call``
+    takes one; that case is not supported, any other ignores the mask.
+    """
+    if mask is not None and layer.layer._call_has_mask_arg:
+        raise UnsupportedModelError(f"{path}: TimeDistributed of {type(layer.layer).__name__} with a mask is not supported")
     steps, rest = x.shape[0], x.shape[1:]
     merged = e.op("ReshapeDims", [x, x], rest, x.dtype, shape=[f"B*{steps}", *rest])
     outs = _flatten(_convert_call(e, layer.layer, f"{path}/{layer.layer.name}", (merged,), {}))
@@ -740,6 +899,86 @@ def _binary_op(e: _Emitter, op: Any, path: str, a: Any, b: Any) -> _Val:
     const = e.const(f"{path}/constant", c)
     inputs = [x, const] if isinstance(a, _Val) else [const, x]
     return e.op(ir_op, inputs, np.broadcast_shapes(x.shape, c.shape), x.dtype)
+
+
+@_keras_op("NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual")
+def _compare_op(e: _Emitter, op: Any, path: str, a: Any, b: Any) -> _Val:
+    """Comparisons (Keras records ``x != 0`` for ``Embedding(mask_zero=True)`` and ``Masking`` masks)."""
+    direction = {"NotEqual": "ne", "Equal": "eq", "Greater": "gt", "GreaterEqual": "ge", "Less": "lt", "LessEqual": "le"}
+    if not isinstance(a, _Val):
+        raise UnsupportedModelError(f"{path}: comparisons with a constant on the left are not supported")
+    if isinstance(b, _Val):
+        if a.ndim != b.ndim:
+            raise UnsupportedModelError(f"{path}: comparing tensors of different ranks is not supported")
+        other, shape = b, np.broadcast_shapes(a.shape, b.shape)
+    else:
+        c = np.asarray(b)
+        if c.ndim:
+            raise UnsupportedModelError(f"{path}: comparing with a constant array is not supported")
+        other, shape = e.const(f"{path}/constant", c, np.int32 if a.dtype == "int32" else np.float32), a.shape
+    return e.op("Compare", [a, other], shape, "bool", direction=direction[type(op).__name__])
+
+
+@_keras_op("Any", "All")
+def _any_op(e: _Emitter, op: Any, path: str, x: _Val) -> _Val:
+    """``ops.any`` / ``ops.all`` over axes of a boolean tensor (not the batch axis)."""
+    axes = list(range(1, x.ndim)) if op.axis is None else sorted(a % x.ndim for a in op.axis)
+    if 0 in axes:
+        raise UnsupportedModelError(f"{path}: reducing over the batch axis is not supported")
+    shape = [1 if i + 1 in axes else d for i, d in enumerate(x.shape)] if op.keepdims else \
+        [d for i, d in enumerate(x.shape) if i + 1 not in axes]
+    return e.op("Reduce", [_as_bool(e, x)], shape, "bool", reduction=type(op).__name__.lower(), axes=axes,
+                keepdims=bool(op.keepdims))
+
+
+@_keras_op("LogicalOr", "LogicalAnd")
+def _logical_op(e: _Emitter, op: Any, path: str, a: _Val, b: _Val) -> _Val:
+    if not (isinstance(a, _Val) and isinstance(b, _Val)) or a.ndim != b.ndim:
+        raise UnsupportedModelError(f"{path}: {type(op).__name__} of tensors of the same rank only")
+    return e.op("Or" if type(op).__name__ == "LogicalOr" else "And", [_as_bool(e, a), _as_bool(e, b)],
+                np.broadcast_shapes(a.shape, b.shape), "bool")
+
+
+@_keras_op("LogicalNot")
+def _logical_not_op(e: _Emitter, op: Any, path: str, x: _Val) -> _Val:
+    return e.op("Not", [_as_bool(e, x)], x.shape, "bool")
+
+
+@_keras_op("ZerosLike", "OnesLike")
+def _fill_like_op(e: _Emitter, op: Any, path: str, x: _Val) -> _Val:
+    """``zeros_like`` / ``ones_like`` (Keras builds ``Concatenate`` masks with them)."""
+    dtype = x.dtype if getattr(op, "dtype", None) is None else _input_dtype(op.dtype)
+    value = 0 if type(op).__name__ == "ZerosLike" else 1
+    fill = e.const("fill", value, {"bool": np.bool_, "int32": np.int32}.get(dtype, np.float32))
+    return e.op("BroadcastTo", [fill, x], x.shape, dtype, shape=["B", *x.shape])
+
+
+@_keras_op("Concatenate")
+def _concatenate_op(e: _Emitter, op: Any, path: str, xs: list) -> _Val:
+    axis = op.axis % xs[0].ndim
+    if axis == 0:
+        raise UnsupportedModelError(f"{path}: concatenating along the batch axis is not supported")
+    shape = list(xs[0].shape)
+    shape[axis - 1] = sum(v.shape[axis - 1] for v in xs)
+    return e.op("Concat", xs, shape, xs[0].dtype, axis=axis)
+
+
+@_keras_op("ConvertToTensor")
+def _convert_to_tensor_op(e: _Emitter, op: Any, path: str, x: Any) -> _Val:
+    if not isinstance(x, _Val) or getattr(op, "dtype", None) not in (None, x.dtype):
+        raise UnsupportedModelError(f"{path}: convert_to_tensor of a constant or to another dtype is not supported")
+    return x
+
+
+@_keras_op("ExpandDims")
+def _expand_dims_op(e: _Emitter, op: Any, path: str, x: _Val) -> _Val:
+    axes = sorted(a % (x.ndim + 1) for a in (op.axis if isinstance(op.axis, (list, tuple)) else [op.axis]))
+    if 0 in axes:
+        raise UnsupportedModelError(f"{path}: a new leading axis before the batch is not supported")
+    shape = list(x.shape)
+    for a in axes:
+        shape.insert(a - 1, 1)
+    return e.op("Unsqueeze", [x], shape, x.dtype, axes=axes)
 
 
 @_keras_op("Cast")
@@ -891,23 +1130,32 @@ def _pooling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
 
 
 @_layer("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
-def _global_pooling(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", kwargs=("mask",))
+def _global_pooling(e: _Emitter, layer: Any, path: str, x: _Val, mask: _Val | None = None) -> _Val:
+    """Global pooling; GlobalAveragePooling1D with a mask averages the kept steps only (sum / count)."""
     layout = _layout(layer, path)
     sizes, channels = _spatial(x, layout)
     axes = list(range(2, x.ndim)) if layout == "channels_first" else list(range(1, x.ndim - 1))
     keep = bool(layer.keepdims)
     shape = _with_channels([1] * len(sizes), channels, layout) if keep else (channels,)
     kind = "max" if "Max" in type(layer).__name__ else "mean"
-    return e.op("Reduce", [x], shape, reduction=kind, axes=axes, keepdims=keep)
+    if mask is None:
+        return e.op("Reduce", [x], shape, reduction=kind, axes=axes, keepdims=keep)
+    mask_axis = 1 if layout == "channels_first" else 2  # Keras: where(mask, x, 0).sum / mask.sum over the steps
+    m = e.op("Unsqueeze", [mask], (*mask.shape[:mask_axis - 1], 1, *mask.shape[mask_axis - 1:]), "bool", axes=[mask_axis])
+    kept = e.where(m, x, e.const("zero", 0.0), x)
+    total = e.op("Reduce", [kept], shape, reduction="sum", axes=axes, keepdims=keep)
+    count = e.op("Reduce", [e.op("Cast", [m], m.shape, dtype="float32")], shape if keep else (1,), reduction="sum",
+                 axes=axes, keepdims=keep)
+    return e.op("Div", [total, count], shape)
 
 
 # --- normalisation and embedding ------------------------------------------------------------
 
 
-@_layer("BatchNormalization")
-def _batch_norm(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
-    """Inference batch norm with the moving statistics."""
+@_layer("BatchNormalization", kwargs=("mask",))
+def _batch_norm(e: _Emitter, layer: Any, path: str, x: _Val, mask: Any = None) -> _Val:
+    """Inference batch norm with the moving statistics (a mask only matters to training statistics)."""
     if getattr(layer, "renorm", False):
         raise UnsupportedModelError(f"{path}: BatchNormalization(renorm=True) is not supported")
     w = _weights(layer)
@@ -944,8 +1192,21 @@ def _layer_norm(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
 
 @_layer("Embedding")
 def _embedding(e: _Emitter, layer: Any, path: str, ids: _Val) -> _Val:
+    """Row lookup (``mask_zero=True`` adds the mask ``ids != 0``, see ``_MASK_RULES``)."""
     table = _weights(layer)["embeddings"]
     return e.op("Embedding", [ids, e.const(f"{path}/embeddings", table)], (*ids.shape, table.shape[1]))
+
+
+def _keep_mask(e: _Emitter, x: _Val, value: float) -> _Val:
+    """``any(x != value, axis=-1, keepdims=True)``: the steps ``Masking`` keeps."""
+    differs = e.op("Compare", [x, e.const("mask_value", value)], x.shape, "bool", direction="ne")
+    return e.op("Reduce", [differs], (*x.shape[:-1], 1), "bool", reduction="any", axes=[-1], keepdims=True)
+
+
+@_layer("Masking")
+def _masking(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
+    """Steps whose features all equal ``mask_value`` become zeros (and are masked downstream)."""
+    return e.where(_keep_mask(e, x, float(layer.mask_value)), x, e.const("zero", 0.0), x)
 
 
 # --- recurrent layers ------------------------------------------------------------------------
@@ -982,12 +1243,14 @@ def _rnn_weights(layer: Any, kind: str) -> tuple[list[np.ndarray], dict]:
     return [kernel.T, recurrent.T, *biases], attrs
 
 
-@_layer("LSTM", "GRU", "SimpleRNN", kwargs=("initial_state",))
-def _rnn_layer(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None) -> Any:
+@_layer("LSTM", "GRU", "SimpleRNN", kwargs=("initial_state", "mask"))
+def _rnn_layer(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None, mask: Any = None) -> Any:
     """One Keras recurrent layer: the shared op with one layer and direction.
 
     ``go_backwards`` reverses the input and, like Keras, returns the sequence
-    in processing order. Returns ``output`` or ``[output, *states]``.
+    in processing order. Returns ``output`` or ``[output, *states]``. With a
+    mask it is the ``MaskedRecurrent`` op of ``ops_keras`` (masked steps keep
+    the states and repeat the previous output).
     """
     kind = type(layer).__name__
     if layer.stateful:
@@ -997,6 +1260,8 @@ def _rnn_layer(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any =
     if kind != "SimpleRNN":
         attrs["recurrent_activation"] = _rnn_activation(layer.cell.recurrent_activation, path)
     steps, units = x.shape[0], int(layer.units)
+    if mask is not None:
+        return _masked_rnn(e, layer, path, kind, x, mask, weights, attrs, initial_state)
     if layer.go_backwards:
         x = e.same("Reverse", x, axes=[1])
     inputs: list = [x, *(e.const(f"{path}/{n}", a) for n, a in zip(("kernel", "recurrent_kernel", "bias", "bias"), weights))]
@@ -1018,15 +1283,41 @@ def _rnn_layer(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any =
     return [output, *states]
 
 
-@_layer("Bidirectional", kwargs=("initial_state",))
-def _bidirectional(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None) -> Any:
+def _masked_rnn(e: _Emitter, layer: Any, path: str, kind: str, x: _Val, mask: Any, weights: list, attrs: dict,
+                initial_state: Any) -> Any:
+    """A recurrent layer with a [B, T] step mask (Keras' masked ``rnn`` loop)."""
+    mask = _flatten(mask)[0]
+    if mask.shape != x.shape[:1]:
+        raise UnsupportedModelError(f"{path}: a mask of shape {list(mask.shape)} for a sequence of {x.shape[0]} steps")
+    if mask.dtype != "bool":
+        mask = e.op("Cast", [mask], mask.shape, "bool", dtype="bool")
+    steps, units = x.shape[0], int(layer.units)
+    n_states = 2 if kind == "LSTM" else 1
+    inputs: list = [x, mask, *(e.const(f"{path}/{n}", a) for n, a in zip(("kernel", "recurrent_kernel", "bias", "bias"), weights))]
+    if initial_state is not None:
+        states = _flatten(initial_state)
+        if len(states) != n_states:
+            raise UnsupportedModelError(f"{path}: expected {n_states} initial state tensor(s), got {len(states)}")
+        inputs += states
+    attrs = {k: v for k, v in attrs.items() if k not in ("num_layers", "batch_first")}
+    y, *finals = e.nodes("MaskedRecurrent", inputs, 1 + n_states, cell=kind, reverse=bool(layer.go_backwards),
+                         zero_output_for_mask=bool(layer.zero_output_for_mask), **attrs)
+    seq = _Val(y, (steps, units))
+    output = seq if layer.return_sequences else e.op("Index", [seq], (units,), axis=1, index=-1)
+    if not layer.return_state:
+        return output
+    return [output, *(_Val(f, (units,)) for f in finals)]
+
+
+@_layer("Bidirectional", kwargs=("initial_state", "mask"))
+def _bidirectional(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: Any = None, mask: Any = None) -> Any:
     """Forward and backward layers on the same input; the backward sequence is flipped back, then merged."""
     states = None if initial_state is None else _flatten(initial_state)
     half = 0 if states is None else len(states) // 2
     results = []
     parts = (("forward", layer.forward_layer, states and states[:half]), ("backward", layer.backward_layer, states and states[half:]))
     for part, sub, init in parts:
-        results.append(_flatten(_convert_call(e, sub, f"{path}/{part}", (x,), {"initial_state": init or None})))
+        results.append(_flatten(_convert_call(e, sub, f"{path}/{part}", (x,), {"initial_state": init or None, "mask": mask})))
     (y, *fwd_states), (y_rev, *bwd_states) = results
     if layer.return_sequences:
         y_rev = e.same("Reverse", y_rev, axes=[1])
@@ -1051,15 +1342,21 @@ def _bidirectional(e: _Emitter, layer: Any, path: str, x: _Val, initial_state: A
 # --- attention -------------------------------------------------------------------------------
 
 
-@_layer("MultiHeadAttention", kwargs=("query", "value", "key", "attention_mask", "use_causal_mask"))
+@_layer("MultiHeadAttention", kwargs=("query", "value", "key", "attention_mask", "use_causal_mask", "query_mask", "value_mask", "key_mask"))
 def _multi_head_attention(e: _Emitter, layer: Any, path: str, query: _Val, value: _Val, key: _Val | None = None,
                           query_mask: Any = None, value_mask: Any = None, key_mask: Any = None,
                           attention_mask: _Val | None = None, return_attention_scores: bool = False,
                           use_causal_mask: bool = False) -> _Val:
-    """Keras MultiHeadAttention over the sequence axis of [B, T, D] inputs (dropout is inference identity)."""
-    key = value if key is None else key
-    if any(m is not None for m in (query_mask, value_mask, key_mask)) or return_attention_scores:
-        raise UnsupportedModelError(f"{path}: query/value/key masks and return_attention_scores are not supported")
+    """Keras MultiHeadAttention over the sequence axis of [B, T, D] inputs (dropout is inference identity).
+
+    Keras masks of the query, value and key and ``attention_mask`` combine into
+    one [B, T, S] mask, as in Keras; masked scores get -1e9 added (a query with
+    no key left attends uniformly, as Keras' large negative fill does).
+    """
+    if key is None:
+        key, key_mask = value, None
+    if return_attention_scores:
+        raise UnsupportedModelError(f"{path}: return_attention_scores is not supported")
     if getattr(layer, "_use_gate", False) or getattr(layer, "_sliding_window", None) is not None:
         raise UnsupportedModelError(f"{path}: MultiHeadAttention with use_gate or sliding_window is not supported")
     axes = getattr(layer, "_attention_axes", None)
@@ -1078,10 +1375,144 @@ def _multi_head_attention(e: _Emitter, layer: Any, path: str, query: _Val, value
     params += [out_kernel.reshape(-1, out_dim), dense["output"].get("bias", np.zeros(out_dim))]
     names = [f"{n}_{w}" for n in ("query", "key", "value", "output") for w in ("kernel", "bias")]
     inputs = [query, key, value, *(e.const(f"{path}/{n}", a) for n, a in zip(names, params))]
-    if attention_mask is not None:  # [B, T, S] → [B, 1, T, S], broadcast over heads
-        inputs.append(e.op("Unsqueeze", [attention_mask], (1, *attention_mask.shape), attention_mask.dtype, axes=[1]))
+    steps = (query.shape[0], key.shape[0])
+    mask = _attention_mask(e, steps, _flatten(query_mask)[0], _flatten(value_mask)[0], _flatten(key_mask)[0],
+                           attention_mask, use_causal_mask, path)
+    causal = bool(use_causal_mask) and mask is None
+    if mask is not None:  # [B, T, S] → additive [B, 1, T, S], broadcast over heads
+        bias = e.where(mask, e.const("zero", 0.0), e.const("large_negative", -1e9), _Val("", steps))
+        inputs.append(e.op("Unsqueeze", [bias], (1, *steps), axes=[1]))
     return e.op("MultiHeadAttention", inputs, (query.shape[0], out_dim), num_heads=heads,
-                scale=1.0 / math.sqrt(float(layer.key_dim)), is_causal=bool(use_causal_mask), mask_kind="bool")
+                scale=1.0 / math.sqrt(float(layer.key_dim)), is_causal=causal, mask_kind="additive")
+
+
+def _as_bool(e: _Emitter, m: _Val) -> _Val:
+    return m if m.dtype == "bool" else e.op("Cast", [m], m.shape, "bool", dtype="bool")
+
+
+def _attention_mask(e: _Emitter, steps: tuple[int, int], query_mask: _Val | None, value_mask: _Val | None,
+                    key_mask: _Val | None, attention_mask: _Val | None, causal: bool, path: str) -> _Val | None:
+    """Keras' combined [B, T, S] attention mask: query[:, :, None] & value[:, None, :] & key[:, None, :] & causal & explicit."""
+    t, s = steps
+    parts = []
+    if query_mask is not None:
+        parts.append(e.op("Unsqueeze", [_as_bool(e, query_mask)], (t, 1), "bool", axes=[2]))
+    for m in (value_mask, key_mask):
+        if m is not None:
+            parts.append(e.op("Unsqueeze", [_as_bool(e, m)], (1, s), "bool", axes=[1]))
+    if not parts and attention_mask is None:
+        return None  # causal alone is the op's own causal mask
+    if causal:
+        parts.append(_Val(e.const("causal_mask", np.tril(np.ones((t, s), bool)), np.bool_), (t, s), "bool"))
+    if attention_mask is not None:
+        parts.append(_as_bool(e, attention_mask))
+    mask = parts[0]
+    for m in parts[1:]:
+        mask = e.op("And", [mask, m], np.broadcast_shapes(mask.shape, m.shape), "bool")
+    if mask.shape != (t, s):
+        mask = e.op("BroadcastTo", [mask, mask], (t, s), "bool", shape=["B", t, s])
+    return mask
+
+
+@_layer("Attention", kwargs=("mask", "use_causal_mask"))
+def _dot_attention(e: _Emitter, layer: Any, path: str, inputs: list, mask: Any = None, return_attention_scores: bool = False,
+                   use_causal_mask: bool = False) -> _Val:
+    """Keras (Luong) ``Attention`` with ``score_mode="dot"``: softmax(scale * q kᵀ, masked) v, masked queries zeroed."""
+    if layer.score_mode != "dot" or return_attention_scores:
+        raise UnsupportedModelError(f"{path}: only Attention(score_mode='dot') without returned scores is supported")
+    q, v = inputs[0], inputs[1]
+    k = inputs[2] if len(inputs) > 2 else v
+    masks = list(_flatten(mask)) + [None, None] if mask is not None else [None, None]
+    q_mask, v_mask = masks[0], masks[1]
+    t, s = q.shape[0], k.shape[0]
+    scores = e.op("Einsum", [q, k], (t, s), equation="btd,bsd->bts")
+    if layer.use_scale:
+        scores = e.same("Mul", scores, e.const(f"{path}/scale", _weights(layer)["scale"]))
+    keep = _attention_mask(e, (t, s), None, v_mask, None, None, use_causal_mask, path) if (v_mask is not None) else None
+    if keep is None and use_causal_mask:
+        keep = _Val(e.const("causal_mask", np.tril(np.ones((t, s), bool)), np.bool_), (t, s), "bool")
+    if keep is not None:  # Keras: where(~mask, scores - 1e9, scores)
+        scores = e.where(keep, scores, e.scalar_op("Sub", scores, 1e9), scores)
+    weights = e.same("Softmax", scores, axis=-1)
+    out = e.op("Einsum", [weights, v], (t, v.shape[-1]), equation="bts,bsd->btd")
+    if q_mask is not None:
+        qm = e.op("Unsqueeze", [_as_bool(e, q_mask)], (t, 1), "bool", axes=[2])
+        out = e.where(qm, out, e.const("zero", 0.0), out)
+    return out
+
+
+# --- output masks (``compute_mask``) -----------------------------------------------------------
+
+MaskRule = Callable[[_Emitter, Any, str, Any, Any], Any]
+#: Keras layers whose ``compute_mask`` is not the identity → their output masks (layers whose
+#: ``compute_mask`` is Keras' default pass ``previous_mask`` on, see ``_output_masks``)
+_MASK_RULES: dict[str, MaskRule] = {}
+
+
+def _mask_rule(*names: str) -> Callable[[MaskRule], MaskRule]:
+    def deco(fn: MaskRule) -> MaskRule:
+        for n in names:
+            _MASK_RULES[n] = fn
+        return fn
+
+    return deco
+
+
+@_mask_rule("Embedding")
+def _embedding_mask(e: _Emitter, layer: Any, path: str, ids: _Val, previous: Any) -> Any:
+    if not layer.mask_zero:
+        return None
+    return e.op("Compare", [ids, e.const("zero", 0, np.int32 if ids.dtype == "int32" else np.float32)], ids.shape, "bool",
+                direction="ne")
+
+
+@_mask_rule("Masking")
+def _masking_mask(e: _Emitter, layer: Any, path: str, x: _Val, previous: Any) -> Any:
+    keep = _keep_mask(e, x, float(layer.mask_value))
+    return e.op("SqueezeAxes", [keep], x.shape[:-1], "bool", axes=[x.ndim - 1])
+
+
+@_mask_rule("LSTM", "GRU", "SimpleRNN")
+def _rnn_mask(e: _Emitter, layer: Any, path: str, x: Any, previous: Any) -> Any:
+    mask = _flatten(previous)[0] if previous is not None else None
+    out = mask if layer.return_sequences else None
+    return [out, *([None] * (2 if type(layer).__name__ == "LSTM" else 1))] if layer.return_state else out
+
+
+@_mask_rule("Bidirectional")
+def _bidirectional_mask(e: _Emitter, layer: Any, path: str, x: Any, previous: Any) -> Any:
+    mask = _flatten(previous)[0] if previous is not None else None
+    out = mask if layer.return_sequences else None
+    return [out, out] if layer.merge_mode is None else out  # the states get no mask
+
+
+@_mask_rule("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+def _merge_mask(e: _Emitter, layer: Any, path: str, inputs: Any, previous: Any) -> Any:
+    """The OR of the inputs' masks, or none when one input has none."""
+    masks = _flatten(previous) if previous is not None else [None]
+    if any(m is None for m in masks):
+        return None
+    out = _as_bool(e, masks[0])
+    for m in masks[1:]:
+        out = e.op("Or", [out, _as_bool(e, m)], np.broadcast_shapes(out.shape, m.shape), "bool")
+    return out
+
+
+@_mask_rule("Dot")
+def _unsupported_mask(e: _Emitter, layer: Any, path: str, inputs: Any, previous: Any) -> Any:
+    if previous is not None and _has_value(previous):
+        raise UnsupportedModelError(f"{path}: masked inputs to {type(layer).__name__} are not supported")
+    return None
+
+
+@_mask_rule("GlobalAveragePooling1D")
+def _no_mask(e: _Emitter, layer: Any, path: str, x: Any, previous: Any) -> Any:
+    return None
+
+
+@_mask_rule("Attention")
+def _attention_output_mask(e: _Emitter, layer: Any, path: str, inputs: Any, previous: Any) -> Any:
+    return _flatten(previous)[0] if previous is not None else None
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -1123,7 +1554,7 @@ def convert_keras_model(model: Any, x: NetworkInputs, ctx: ExportContext) -> dic
     if isinstance(x, str):  # called without build_inputs: one 2-D float input
         x = NetworkInputs([InputSpec(x, "float32", (None, int(_graph_of(model, model.name).inputs[0].shape[-1])))], None)
     inputs = [_Val(spec.name, tuple(spec.shape[1:]), spec.dtype) for spec in x.specs]
-    outputs = _walk(_Emitter(ctx.builder), model, inputs, _safe(model.name))
+    outputs, _ = _walk(_Emitter(ctx.builder), model, inputs, _safe(model.name))
     names: list[str] = []
     for n in getattr(_graph_of(model, model.name), "output_names", None) or []:
         n = _safe(n)

@@ -21,16 +21,30 @@ Op table (version 1)
       takes min(floor((o + 0.5) * n_in / n_out), n_in - 1). With antialias
       and a shrinking axis, ``linear`` is TF's scale-and-translate with a
       triangle kernel widened by the scale (``jax.image.scale_and_translate``).
+  MaskedRecurrent(x, mask, *weights, [*initial states]) attrs cell (LSTM |
+      GRU | SimpleRNN), hidden_size, activation, recurrent_activation,
+      linear_before_reset, reverse, zero_output_for_mask: one Keras recurrent
+      layer, batch first, with the weights of the ``LSTM`` / ``GRU`` /
+      ``SimpleRNN`` ops of ``ops_nn``, run as Keras' TensorFlow backend runs a
+      masked RNN: at a step whose mask is False the states keep their old
+      values and the output repeats the previous output (zeros before the
+      first kept step), or is zero with ``zero_output_for_mask``. ``reverse``
+      runs from the last step (``go_backwards``) and returns the sequence in
+      processing order. Outputs (y [B, T, H], *final states [B, H]).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ..format.graph import Node
 from .ops_core import AXIS
+from .ops_nn import _ACTIVATIONS, _gru_cell, _lstm_cell, _rnn_cell
 from .registry import Attr, register_rule
 
 
@@ -107,3 +121,54 @@ def _resize(node: Node, x):
     for axis, n in reversed(list(zip(axes, size))):  # TF interpolates along the width first, then the height
         x = _linear_axis(x, axis, n)
     return x
+
+
+# --- recurrences with a time-step mask --------------------------------------------------
+
+
+def _masked_recurrent_check(node: Node, shapes: Sequence[tuple | None], budget: int) -> None:
+    n_weights = 3 if node.attrs["cell"] == "LSTM" else 4
+    n_states = 2 if node.attrs["cell"] == "LSTM" else 1
+    if len(node.inputs) not in (2 + n_weights, 2 + n_weights + n_states):
+        raise ValueError(f"expected {2 + n_weights} or {2 + n_weights + n_states} inputs, found {len(node.inputs)}")
+
+
+@register_rule(
+    "MaskedRecurrent",
+    attrs={
+        "cell": Attr("str", choices=("LSTM", "GRU", "SimpleRNN")),
+        "hidden_size": Attr("int", lo=1, hi=1 << 20),
+        "activation": Attr("str", "Tanh", choices=tuple(_ACTIVATIONS)),
+        "recurrent_activation": Attr("str", "Sigmoid", choices=tuple(_ACTIVATIONS)),
+        "linear_before_reset": Attr("bool", True),
+        "reverse": Attr("bool", False),
+        "zero_output_for_mask": Attr("bool", False),
+    },
+    inputs=(5, 7),
+    outputs=lambda a: 3 if a["cell"] == "LSTM" else 2,
+    check=_masked_recurrent_check,
+)
+def _masked_recurrent(node: Node, x, mask, *rest):
+    """One Keras recurrent layer over [B, T, I] with a [B, T] step mask; see the op table."""
+    a = node.attrs
+    n_weights, project, step = {"LSTM": _lstm_cell, "GRU": _gru_cell, "SimpleRNN": _rnn_cell}[a["cell"]](a)
+    weights, init = rest[:n_weights], rest[n_weights:]
+    n_states = 2 if a["cell"] == "LSTM" else 1
+    seq = project(jnp.swapaxes(x, 0, 1), weights)  # [T, B, gates]
+    keep = jnp.swapaxes(mask.astype(bool), 0, 1)[..., None]  # [T, B, 1]
+    batch, hidden = x.shape[0], int(a["hidden_size"])
+    state = tuple(init) if init else tuple(jnp.zeros((batch, hidden), x.dtype) for _ in range(n_states))
+    zero = jnp.zeros((batch, hidden), x.dtype)
+
+    def body(carry, inputs):
+        old, previous = carry
+        xt, kt = inputs
+        new, out = step(old, xt, weights)
+        out = jnp.where(kt, out, zero if a["zero_output_for_mask"] else previous)
+        new = tuple(jnp.where(kt, n, o) for n, o in zip(new, old))
+        return (new, out), out
+
+    (final, _), ys = lax.scan(body, (state, zero), (seq, keep), reverse=a["reverse"])
+    if a["reverse"]:  # Keras returns the sequence in processing order
+        ys = jnp.flip(ys, axis=0)
+    return (jnp.swapaxes(ys, 0, 1), *final)

@@ -127,3 +127,118 @@ def test_unsupported_resizing_options_name_themselves(tmp_path):
     model = keras.Model(inp, layers.CenterCrop(10, 4)(inp))
     with pytest.raises(UnsupportedModelError, match="CenterCrop to 10x4 of a smaller 8x8"):
         mle.export_model(model, tmp_path / "m.mle", sample_input=np.zeros((1, 8, 8, 3), np.float32))
+
+
+# --- masks ---------------------------------------------------------------------------------------
+
+
+def _token_batch(n, steps=7, vocab=20):
+    """Token ids with padding (0): a fully padded row, leading, trailing and inner padding."""
+    ids = rng.integers(1, vocab, (max(n, 4), steps)).astype(np.int32)
+    ids[0, 4:] = 0
+    ids[1, :] = 0
+    ids[2, :2] = 0
+    ids[3, 3] = 0
+    return ids[:n] if n >= 4 else ids[[0, 2, 3][:n]]
+
+
+def _output_keys(model):
+    """The exporter's output names: ``output``, then ``output:<keras name>`` (repeats get ``_`` appended)."""
+    names: list[str] = []
+    for n in model.output_names:
+        while n in names:
+            n += "_"
+        names.append(n)
+    return ["output"] + [f"output:{n}" for n in names[1:]]
+
+
+def check_masked(model, make, tmp_path, batches=(1, 4)):
+    """Like ``check`` for token inputs; NaN where Keras gives NaN (a mean over no kept step is 0/0)."""
+    path = tmp_path / "masked.mle"
+    mle.export_model(model, path, sample_input=make(4))
+    m = mle.load_model(path)
+    worst = 0.0
+    for n in batches:
+        x = make(n)
+        native = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(model(x, training=False))]
+        ours = dict(zip(m.outputs, m.run([x])))
+        for key, t in zip(_output_keys(model), native):
+            o = ours[key]
+            assert o.shape == t.shape, (key, o.shape, t.shape)
+            np.testing.assert_array_equal(np.isnan(o), np.isnan(t), err_msg=key)
+            err = np.nan_to_num(np.abs(o.astype(np.float64) - t))
+            assert np.all(err <= TOL * (1 + np.abs(np.nan_to_num(t)))), f"{key} at batch {n}: {err.max()}"
+            worst = max(worst, float(err.max()))
+    return worst
+
+
+def _randomize(model, scale=0.3):
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([(w + scale * rng.standard_normal(w.shape)).astype(w.dtype) for w in weights])
+    return model
+
+
+def _recurrent_outputs(emb, full):
+    outs = [layers.LSTM(5, return_sequences=True)(emb), layers.GRU(5, go_backwards=True, return_sequences=True)(emb),
+            layers.SimpleRNN(5)(emb)]
+    outs += layers.LSTM(4, return_state=True)(emb)
+    outs.append(layers.Bidirectional(layers.LSTM(4, return_sequences=True))(emb))
+    if full:
+        for cls in (layers.LSTM, layers.GRU, layers.SimpleRNN):
+            outs += [cls(5, return_sequences=True)(emb), cls(5)(emb), cls(5, go_backwards=True)(emb)]
+        outs += layers.GRU(4, return_state=True, return_sequences=True)(emb)
+        outs.append(layers.Bidirectional(layers.GRU(4), merge_mode="sum")(emb))
+        outs.append(layers.Bidirectional(layers.SimpleRNN(4, return_sequences=True), merge_mode="mul")(emb))
+        seq = layers.GRU(6, return_sequences=True, reset_after=False)(emb)
+        outs.append(layers.LSTM(3)(layers.Dense(6)(seq)))  # the mask passes through Dense
+    return outs
+
+
+@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_masks_through_recurrent_layers(full, tmp_path):
+    """Embedding(mask_zero=True) → LSTM/GRU/SimpleRNN: sequences, last outputs, go_backwards, states, bidirectional."""
+    inp = keras.Input((7,), dtype="int32")
+    emb = layers.Embedding(20, 6, mask_zero=True)(inp)
+    model = _randomize(keras.Model(inp, _recurrent_outputs(emb, full)))
+    check_masked(model, _token_batch, tmp_path, batches=(1, 3, 4) if full else (4,))
+
+
+def test_masks_through_pooling_merges_and_attention(tmp_path):
+    inp = keras.Input((7,), dtype="int32")
+    emb = layers.Embedding(20, 6, mask_zero=True)(inp)
+    seq = layers.LSTM(6, return_sequences=True)(emb)
+    outs = [
+        layers.GlobalAveragePooling1D()(seq),
+        layers.LSTM(3)(layers.Concatenate()([seq, emb])),
+        layers.GlobalAveragePooling1D()(layers.Average()([seq, emb])),
+        layers.LSTM(3)(layers.Add()([seq, emb])),
+        layers.Attention()([seq, emb]),
+        layers.LSTM(3)(layers.Attention(use_scale=True)([emb, seq], use_causal_mask=True)),
+        layers.GlobalAveragePooling1D()(layers.MultiHeadAttention(2, 3)(seq, emb)),
+    ]
+    mha = layers.MultiHeadAttention(2, 3)(emb, emb, use_causal_mask=True)
+    outs += [mha, layers.GlobalAveragePooling1D()(mha)]
+    outs.append(layers.Attention()([emb, emb]))  # after MultiHeadAttention(emb, ...), Keras has removed emb's mask
+    check_masked(_randomize(keras.Model(inp, outs)), _token_batch, tmp_path)
+
+
+def test_masking_layer(tmp_path):
+    def make(n):
+        x = rng.standard_normal((n, 6, 3)).astype(np.float32)
+        x[0, 4:] = 0.5
+        x[-1, 1] = 0.5
+        return x
+
+    inp = keras.Input((6, 3))
+    masked = layers.Masking(0.5)(inp)
+    outs = [masked, layers.LSTM(4)(masked), layers.GRU(4, return_sequences=True, go_backwards=True)(masked)]
+    check_masked(_randomize(keras.Model(inp, outs)), make, tmp_path, batches=(1, 3))
+
+
+def test_unsupported_mask_consumers_name_themselves(tmp_path):
+    inp = keras.Input((7, 3, 2))
+    model = keras.Model(inp, layers.TimeDistributed(layers.LSTM(3))(layers.Masking()(inp)))
+    with pytest.raises(UnsupportedModelError, match="TimeDistributed of LSTM with a mask is not supported"):
+        mle.export_model(model, tmp_path / "m.mle", sample_input=np.ones((2, 7, 3, 2), np.float32))
