@@ -306,3 +306,48 @@ def test_cross_decomposition(name, n_targets, tmp_path):
     model = getattr(cd, name)(n_components=2).fit(X, Y)
     _, worst = _check_all(model, X, tmp_path, methods=("predict", "transform"))
     print(worst)
+
+
+# --- imputers -------------------------------------------------------------------------------------------
+
+
+def _with_missing(n=200, f=5, rate=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, f)) @ rng.normal(size=(f, f))
+    X = X.astype(np.float32).astype(np.float64)
+    X[rng.random(X.shape) < rate] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("extras", [False, True])
+def test_knn_imputer(weights, extras, tmp_path):
+    from sklearn.impute import KNNImputer
+
+    X = _with_missing()
+    train = X.copy()
+    if extras:
+        train[:, 2] = np.nan  # a column missing in every training row
+    model = KNNImputer(n_neighbors=4, weights=weights, add_indicator=extras, keep_empty_features=extras).fit(train)
+    test = np.vstack([X, np.full((1, X.shape[1]), np.nan), _with_missing(300, seed=1)])  # an all-missing row too
+    m = roundtrip(model, X, tmp_path)
+    for rows in (test, test[:1], test[200:201]):
+        check_methods(model, m, rows, methods=("transform",))
+
+
+@pytest.mark.parametrize("estimator", ["bayesian_ridge", "tree"])
+def test_iterative_imputer(estimator, tmp_path):
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+    from sklearn.linear_model import BayesianRidge
+    from sklearn.tree import DecisionTreeRegressor
+
+    est = {"bayesian_ridge": BayesianRidge(), "tree": DecisionTreeRegressor(max_depth=4, random_state=0)}[estimator]
+    X = _with_missing()
+    model = IterativeImputer(est, max_iter=5, random_state=0, add_indicator=True, min_value=-5.0, max_value=6.0).fit(X)
+    test = np.vstack([X, _with_missing(300, seed=1)])
+    m = roundtrip(model, X, tmp_path)
+    for rows in (test, test[:1]):
+        check_methods(model, m, rows, methods=("transform",))
+    with pytest.raises(mle.UnsupportedModelError, match="sample_posterior"):
+        mle.export_model(IterativeImputer(sample_posterior=True, max_iter=2).fit(X), tmp_path / "post.mle")
