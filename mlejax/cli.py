@@ -164,6 +164,10 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=None, help="use the first BATCH rows (default: all)")
     p.add_argument("--method", default=None, help="method to time (default: predict)")
     p.add_argument("--device", default=None, help="cpu or gpu (default: JAX's default device)")
+    p.add_argument("--batch-sizes", default=None,
+                   help="comma list, e.g. 1,64,4096: time each batch size (rows repeated as needed; mlejax.benchmark)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="with --batch-sizes: save latency and throughput plots (needs matplotlib)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (shown only on a terminal)")
     p.add_argument("--json", action="store_true")
     add_debug_flag(p)
     return run_cli(p, argv, _benchmark)
@@ -175,11 +179,33 @@ def _benchmark(args: argparse.Namespace) -> int:
     X = _read_table(args.data)
     if args.batch:
         X = X[: args.batch]
+    if args.batch_sizes:
+        return _benchmark_sizes(args, load_model(args.model, device=args.device), X)
+    if args.plot:
+        raise ValueError("--plot needs --batch-sizes")
     result = load_model(args.model, device=args.device).benchmark([X], num_runs=args.runs, method=args.method)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_table([(k, f"{v:.4g}" if isinstance(v, float) else v) for k, v in result.items()])
+    return 0
+
+
+def _benchmark_sizes(args: argparse.Namespace, model: Any, X: Any) -> int:
+    """``mle-benchmark --batch-sizes``: one row per batch size, and the plot with ``--plot``."""
+    from .bench import benchmark
+
+    try:
+        sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--batch-sizes takes a comma list of row counts, not {args.batch_sizes!r}") from None
+    report = benchmark(model, X, batch_sizes=sizes, method=args.method, num_runs=args.runs, progress=args.progress)
+    print(json.dumps(report.rows, indent=2) if args.json else report)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        report.plot().savefig(args.plot, dpi=120)
     return 0
 
 

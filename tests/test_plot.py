@@ -99,3 +99,18 @@ def test_matplotlib_is_imported_only_for_a_plot(exported, tmp_path):
             "import matplotlib; matplotlib.use('Agg'); info.plot(); print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_mle_benchmark_batch_sizes_and_plot(exported, tmp_path, capsys):
+    from mlejax.cli import benchmark_main
+
+    X, _, path, _ = exported
+    np.save(tmp_path / "X.npy", X)
+    png = tmp_path / "bench.png"
+    assert benchmark_main([str(path), str(tmp_path / "X.npy"), "--batch-sizes", "1,16", "--runs", "2", "--json",
+                           "--plot", str(png), "--no-progress"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["runner"], r["batch_size"]) for r in rows] == [("mlejax", 1), ("mlejax", 16)]
+    assert png.stat().st_size > 5000
+    assert benchmark_main([str(path), str(tmp_path / "X.npy"), "--plot", str(png)]) == 1  # --plot needs --batch-sizes
+    assert "--plot needs --batch-sizes" in capsys.readouterr().err
