@@ -9,7 +9,10 @@ tree, brute), the neighbours are the same, with one exception: when several
 training points tie exactly at the k-th distance (duplicated rows, integer
 data), mlejax keeps the lowest training indices, while scikit-learn keeps
 whichever tied points its bounded heap or tree walk leaves. Predictions can
-then differ, only on such rows.
+then differ, only on such rows. The ``seuclidean`` (``metric_params`` V) and
+``mahalanobis`` (V or VI) metrics are euclidean distances after a linear map
+``x @ W`` (``W = diag(1/sqrt(V))``; ``W @ W.T = VI``), applied to the stored
+training rows at export and to the query rows in the graph.
 
 Deviation, documented: a ``RadiusNeighborsClassifier`` with
 ``outlier_label=None`` raises in scikit-learn on a row with no neighbour
@@ -78,15 +81,39 @@ def _neighbors_metric(model) -> dict:
     return resolve_metric(type(model).__name__, model.effective_metric_, model.effective_metric_params_)
 
 
-def _fit_points(model, ctx: ExportContext) -> str:
-    """The training points of a fitted neighbours estimator, stored as a tensor."""
+def _fit_points(model, ctx: ExportContext, w: np.ndarray | None = None) -> str:
+    """The training points of a fitted neighbours estimator (mapped by ``w`` when given), stored as a tensor."""
     fit_x = getattr(model, "_fit_X", None)
     if model.effective_metric_ == "precomputed" or fit_x is None or not isinstance(fit_x, np.ndarray):
         raise UnsupportedModelError(
             f"{type(model).__name__} fitted on a precomputed or sparse distance matrix is not supported; "
             "fit it on dense feature rows"
         )
-    return ctx.builder.tensor("neighbors.points", fit_x, np.float32)
+    return ctx.builder.tensor("neighbors.points", fit_x if w is None else np.asarray(fit_x, dtype=np.float64) @ w, np.float32)
+
+
+def _metric_map(model) -> np.ndarray | None:
+    """``W`` with ``d(x, y) = |x @ W - y @ W|`` for ``seuclidean`` (``diag(1/sqrt(V))``) and ``mahalanobis``
+    (``VI = W @ W.T``); ``None`` for the other metrics."""
+    metric, params = model.effective_metric_, dict(model.effective_metric_params_ or {})
+    if metric == "seuclidean":
+        return np.diag(1.0 / np.sqrt(np.asarray(params["V"], dtype=np.float64)))
+    if metric == "mahalanobis":
+        vi = np.asarray(params["VI"] if "VI" in params else np.linalg.inv(params["V"]), dtype=np.float64)
+        eig, vec = np.linalg.eigh((vi + vi.T) / 2)
+        if eig.min() < 0:
+            raise UnsupportedModelError(f"{type(model).__name__} with a mahalanobis VI that is not positive semi-definite is not supported")
+        return vec * np.sqrt(eig)
+    return None
+
+
+def _metric_inputs(model, x: str, ctx: ExportContext) -> tuple[str, str, dict]:
+    """Query rows, stored training points and metric attrs; seuclidean and mahalanobis are euclidean after ``x @ W``."""
+    w = _metric_map(model)
+    if w is None:
+        return x, _fit_points(model, ctx), _neighbors_metric(model)
+    b = ctx.builder
+    return b.op("MatMul", x, b.tensor("neighbors.metric_map", w, np.float32)), _fit_points(model, ctx, w), {"metric": "euclidean"}
 
 
 def _check_weights(model) -> str:
@@ -125,7 +152,8 @@ def _k_neighbors_mean(model, x: str, ctx: ExportContext, values: str) -> str:
             f"{type(model).__name__} with n_neighbors={model.n_neighbors} > {model.n_samples_fit_} training rows "
             "cannot predict (scikit-learn raises too)"
         )
-    dist, idx = b.node("KNearest", [x, _fit_points(model, ctx)], n_outputs=2, k=int(model.n_neighbors), **_neighbors_metric(model))
+    x, points, metric = _metric_inputs(model, x, ctx)
+    dist, idx = b.node("KNearest", [x, points], n_outputs=2, k=int(model.n_neighbors), **metric)
     return b.op("NeighborsMean", dist, idx, values, weights=weights)
 
 
@@ -142,10 +170,9 @@ def convert_kneighbors_regressor(model, x: str, ctx: ExportContext) -> dict:
 
 def _radius_mean(model, x: str, ctx: ExportContext, values: str, fallback: str | None) -> str:
     b = ctx.builder
-    inputs = [x, _fit_points(model, ctx), values] + ([fallback] if fallback else [])
-    return b.op(
-        "RadiusNeighborsMean", *inputs, radius=float(model.radius), weights=_check_weights(model), **_neighbors_metric(model)
-    )
+    x, points, metric = _metric_inputs(model, x, ctx)
+    inputs = [x, points, values] + ([fallback] if fallback else [])
+    return b.op("RadiusNeighborsMean", *inputs, radius=float(model.radius), weights=_check_weights(model), **metric)
 
 
 def convert_radius_neighbors_classifier(model, x: str, ctx: ExportContext) -> dict:

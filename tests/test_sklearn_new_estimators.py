@@ -351,3 +351,47 @@ def test_iterative_imputer(estimator, tmp_path):
         check_methods(model, m, rows, methods=("transform",))
     with pytest.raises(mle.UnsupportedModelError, match="sample_posterior"):
         mle.export_model(IterativeImputer(sample_posterior=True, max_iter=2).fit(X), tmp_path / "post.mle")
+
+
+# --- neighbours: seuclidean / mahalanobis, KNeighborsTransformer, MeanShift ---------------------------
+
+
+@pytest.mark.parametrize("metric,key,algorithm", [("seuclidean", "V", "brute"), ("mahalanobis", "VI", "brute"), ("mahalanobis", "V", "ball_tree")])
+def test_knn_weighted_metrics(metric, key, algorithm, tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, RadiusNeighborsRegressor
+
+    X, y = _data(3)
+    cov = np.cov(X.T) + 0.1 * np.eye(X.shape[1])
+    params = {"V": X.var(axis=0) + 0.1} if metric == "seuclidean" else {"VI": np.linalg.inv(cov)} if key == "VI" else {"V": cov}
+    clf = KNeighborsClassifier(5, metric=metric, metric_params=params, weights="distance", algorithm=algorithm).fit(X, y)
+    _check_all(clf, X, tmp_path, methods=("predict", "predict_proba"))
+    reg = KNeighborsRegressor(4, metric=metric, metric_params=params, algorithm=algorithm).fit(X, X[:, 0])
+    m = roundtrip(reg, X, tmp_path, name="reg.mle")
+    check_methods(reg, m, _big(X, 500), methods=("predict",))
+    rad = RadiusNeighborsRegressor(radius=3.0, metric=metric, metric_params=params, algorithm=algorithm).fit(X, X[:, 0])
+    m = roundtrip(rad, X, tmp_path, name="rad.mle")
+    check_methods(rad, m, X, methods=("predict",))
+
+
+@pytest.mark.parametrize("mode", ["distance", "connectivity"])
+def test_kneighbors_transformer(mode, tmp_path):
+    from sklearn.neighbors import KNeighborsTransformer
+
+    X, _ = _data(3, n=150)
+    model = KNeighborsTransformer(n_neighbors=4, mode=mode).fit(X)
+    m = roundtrip(model, X, tmp_path)
+    for rows in (X, X[:1], _big(X, 300)):
+        from helpers import assert_close
+
+        assert_close(m.transform(rows), model.transform(rows).toarray(), what="transform")
+
+
+def test_mean_shift(tmp_path):
+    from sklearn.cluster import MeanShift
+
+    X, _ = _data(3, n=200)
+    model = MeanShift(bandwidth=2.5).fit(X[:, :3])
+    X = X[:, :3]
+    m = roundtrip(model, X, tmp_path)
+    for rows in (X, X[:1], _big(X)):
+        np.testing.assert_array_equal(m.predict(rows), model.predict(rows))
