@@ -26,6 +26,7 @@ import numpy as np
 from ..format.errors import UnsupportedModelError
 from ._common import linear
 from .registry import ExportContext, register_converter
+from .sklearn_precomputed import precomputed_kernel_pca
 
 
 def _centred_projection(ctx: ExportContext, x: str, mean, weight: np.ndarray, hint: str) -> str:
@@ -108,15 +109,17 @@ def convert_kernel_pca(model, x: str, ctx: ExportContext) -> dict:
     so it is exported as one (folded in float64; no training rows stored).
     """
     b = ctx.builder
-    if model.kernel not in _KERNELS:
+    if model.kernel not in _KERNELS + ("precomputed",):
         raise UnsupportedModelError(
-            f"KernelPCA with kernel={model.kernel!r} is not supported; supported kernels: {', '.join(_KERNELS)}"
+            f"KernelPCA with kernel={model.kernel!r} is not supported; supported kernels: {', '.join(_KERNELS)}, precomputed"
         )
     eigenvalues = np.asarray(model.eigenvalues_, dtype=np.float64)
     vectors = np.asarray(model.eigenvectors_, dtype=np.float64)
     alphas = np.zeros_like(vectors)
     nz = np.flatnonzero(eigenvalues)
     alphas[:, nz] = vectors[:, nz] / np.sqrt(eigenvalues[nz])
+    if model.kernel == "precomputed":  # the input is the kernel row: affine in it
+        return {"transform": precomputed_kernel_pca(model, x, ctx, alphas)}
     fit_x = np.asarray(model.X_fit_, dtype=np.float64)
     if model.kernel == "linear":
         mean = fit_x.mean(axis=0)

@@ -8,6 +8,8 @@ vectors). Heads follow scikit-learn: binary SVC flips the sign of its
 decision, ``decision_function_shape="ovr"`` applies ``_ovr_decision_function``,
 ``predict`` is libsvm's vote (argmax of the ovr decision with ``break_ties``),
 and ``predict_proba`` is libsvm's pairwise coupling of Platt probabilities.
+With ``kernel="precomputed"`` the input is the kernel row and the decision is
+affine in it (:mod:`.sklearn_precomputed`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from ..format.errors import UnsupportedModelError
 from ._common import linear, set_classes
 from .registry import ExportContext, register_converter
+from .sklearn_precomputed import precomputed_kernel_sum
 
 _KERNELS = ("linear", "poly", "rbf", "sigmoid")
 
@@ -28,6 +31,8 @@ def _dense(a) -> np.ndarray:
 def _kernel_sum(model, x: str, ctx: ExportContext, coef: np.ndarray, intercept: np.ndarray) -> str:
     """``sum_s K(x, sv_s) coef[s, :] + intercept`` → [B, M] for a libsvm model; ``coef`` is [n_SV, M]."""
     kernel = model.kernel
+    if kernel == "precomputed":  # the input is the kernel row: affine in it
+        return precomputed_kernel_sum(model, x, ctx, coef, intercept)
     if not isinstance(kernel, str) or kernel not in _KERNELS:
         raise UnsupportedModelError(
             f"{type(model).__name__}(kernel={kernel!r}) is not supported; supported kernels: {', '.join(_KERNELS)}"

@@ -175,13 +175,6 @@ def test_kernel_pca_chunked(tmp_path, monkeypatch):
     _check_kernel_pca(KernelPCA(5, kernel="rbf", gamma=0.01), "digits", tmp_path)
 
 
-def test_kernel_pca_precomputed_unsupported(tmp_path):
-    X = _blobs()[:100]
-    model = KernelPCA(2, kernel="precomputed").fit(X @ X.T)
-    with pytest.raises(UnsupportedModelError, match="kernel='precomputed'"):
-        mle.export_model(model, tmp_path / "k.mle", input_shape=(None, 100))
-
-
 @pytest.mark.parametrize("model", [NMF(5, solver="mu", max_iter=500, random_state=0), MiniBatchNMF(5, random_state=0)], ids=repr)
 def test_nmf_unsupported(model, tmp_path):
     """NMF.transform's result for a row depends on the other rows scored with it, so it is refused."""

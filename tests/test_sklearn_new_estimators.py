@@ -395,3 +395,39 @@ def test_mean_shift(tmp_path):
     m = roundtrip(model, X, tmp_path)
     for rows in (X, X[:1], _big(X)):
         np.testing.assert_array_equal(m.predict(rows), model.predict(rows))
+
+
+# --- precomputed kernels ----------------------------------------------------------------------------
+
+
+def _kernel_rows(A, B):
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    return rbf_kernel(A, B, gamma=0.2).astype(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("n_classes,probability", [(2, False), (3, True)])
+def test_svc_precomputed(n_classes, probability, tmp_path):
+    from sklearn.svm import SVC, SVR
+
+    X, y = _data(n_classes, n=150)
+    K = _kernel_rows(X, X)
+    model = SVC(kernel="precomputed", probability=probability, random_state=0).fit(K, y)
+    test = _kernel_rows(_big(X, 400), X)
+    m = roundtrip(model, K, tmp_path)
+    for rows in (K, K[:1], test):
+        check_methods(model, m, rows, methods=("predict", "predict_proba", "decision_function"))
+    reg = SVR(kernel="precomputed").fit(K, X[:, 0])
+    m = roundtrip(reg, K, tmp_path, name="svr.mle")
+    check_methods(reg, m, test, methods=("predict",))
+
+
+def test_kernel_pca_precomputed(tmp_path):
+    from sklearn.decomposition import KernelPCA
+
+    X, _ = _data(3, n=150)
+    K = _kernel_rows(X, X)
+    model = KernelPCA(4, kernel="precomputed").fit(K)
+    m = roundtrip(model, K, tmp_path)
+    for rows in (K, K[:1], _kernel_rows(_big(X, 400), X)):
+        check_methods(model, m, rows, methods=("transform",))
