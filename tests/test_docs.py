@@ -63,6 +63,8 @@ def test_every_public_name_is_in_the_api_reference(site):
     parser.feed((out / "api" / "index.html").read_text(encoding="utf-8"))
     missing = [name for name in mlejax.__all__ if not any(i == name or i.endswith("." + name) for i in parser.ids)]
     assert not missing, f"add these to docs/api.md: {missing}"
+    undocumented = [name for name in mlejax.__all__ if name != "__version__" and not (getattr(mlejax, name).__doc__ or "").strip()]
+    assert not undocumented, f"give these a docstring: {undocumented}"
 
 
 def test_every_error_class_has_a_troubleshooting_entry():
