@@ -10,7 +10,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: Frameworks a notebook trains with (the ``[ci]`` extra has them all); without one, its run is skipped.
 REQUIRES = {
-    "gradient_boosting": ("xgboost", "lightgbm", "catboost", "pandas"),
+    "gradient_boosting": ("xgboost", "lightgbm", "catboost", "pandas", "matplotlib"),
     "neural_networks": ("torch", "keras"),
     "batch_scoring": ("pyarrow", "pandas"),
     "gpu": ("xgboost", "torch"),
