@@ -716,6 +716,59 @@ def _index_tensor(c: _Converter, node, a):
     return c.op("AdvancedIndex", a["self"], *indices, axes=axes)
 
 
+def _reshape(c: _Converter, x: Any, sizes: list) -> str:
+    """Reshape ``x`` to ``sizes`` (ints or SymInts): ``ReshapeDims`` when the batch is the only symbol, else ``SymReshape``."""
+    sym = c.sym_op("SymReshape", x, sizes)
+    return sym if sym is not None else c.op("ReshapeDims", x, c.ref, shape=[c.dim(d) for d in sizes])
+
+
+@_handles("as_strided")
+def _as_strided(c: _Converter, node, a):
+    """``aten.as_strided`` where it is provably a view: its elements, read through (size, stride), are those of a
+    contiguous input in some axis order (a reshape then a permutation), as in torch's AdaptiveAvgPool decomposition."""
+    import sympy
+
+    src = c.meta(node.args[0])
+    size, stride = list(a["size"]), list(a["stride"])
+    offset = a.get("storage_offset") or 0
+
+    def eq(u: Any, v: Any) -> bool:
+        return sympy.simplify(_expr(u) - _expr(v)) == 0
+
+    def refuse(why: str) -> UnsupportedModelError:
+        return UnsupportedModelError(
+            "as_strided is supported only where it re-reads a contiguous tensor in another axis order "
+            f"(storage offset 0, every element once); here {why}"
+        )
+
+    contiguous, step = True, sympy.Integer(1)
+    for d, st in reversed(list(zip(src.shape, src.stride()))):
+        if not eq(d, 1) and not eq(st, step):
+            contiguous = False
+        step = step * _expr(d)
+    if not contiguous:
+        raise refuse(f"the input (shape {list(src.shape)}, strides {list(src.stride())}) is not contiguous")
+    if not eq(offset, 0):
+        raise refuse(f"the storage offset is {offset}")
+    if not eq(math.prod(_expr(d) for d in size), step):
+        raise refuse(f"size {size} does not hold the input's {step} elements")
+    dims = [i for i, d in enumerate(size) if not eq(d, 1)]
+    order: list[int] = []  # innermost first
+    expected = sympy.Integer(1)
+    while len(order) < len(dims):
+        nxt = next((i for i in dims if i not in order and eq(stride[i], expected)), None)
+        if nxt is None:
+            raise refuse(f"strides {stride} for size {size} skip or repeat elements")
+        order.append(nxt)
+        expected = expected * _expr(size[nxt])
+    order.reverse()  # outermost first: the input's elements in this axis order
+    y = _reshape(c, a["self"], [size[i] for i in order])
+    perm = [order.index(i) for i in dims]
+    if perm != sorted(perm):
+        y = c.op("Transpose", y, perm=perm)
+    return _reshape(c, y, size) if len(dims) != len(size) else y
+
+
 @_handles("select")
 def _select(c: _Converter, node, a):
     return c.op("Index", a["self"], axis=int(a["dim"]), index=int(a["index"]))
@@ -1002,7 +1055,7 @@ def _sequence_info(model: Any, conv: _Converter, ep: Any, outputs: dict, example
         for axis in in_axes:
             sym = conv.input_sizes[(name, axis)]
             upper = ranges[sym].upper if sym in ranges else None
-            limit = int(upper) if upper is not None and upper.is_finite and upper.is_integer else None
+            limit = int(upper) if getattr(upper, "is_Integer", False) else None  # torch's int_oo: unbounded
             group = next(i for i, g in enumerate(dict.fromkeys(conv.input_sizes[k] for k in seq_keys)) if g == sym)
             axes.append([name, axis, limit, group])
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
@@ -1049,7 +1102,7 @@ def _padding_is_exact(model: Any, examples: list, names: list[str], seq_axes: li
             if out_name == name:
                 cut[axis] = slice(0, lengths[(in_name, in_axis)])
         g = g[tuple(cut)]
-        if g.shape != w.shape or not np.allclose(g, w, rtol=0, atol=1e-4 * (1 + float(np.abs(w).max(initial=0)))):
+        if g.shape != w.shape or not np.allclose(g, w, rtol=0, atol=1e-5 * float(np.abs(w).max(initial=0)) + 1e-12):
             return False
     return True
 
