@@ -29,7 +29,9 @@ does. Semantics reproduced (``include/LightGBM/tree.h``):
 - objectives: binary / cross_entropy (sigmoid), multiclass (softmax),
   multiclassova (per-class sigmoid, not normalised, as LightGBM), regression
   l2/l1/huber/fair/quantile/mape, lambdarank / rank_xendcg (identity),
-  poisson/gamma/tweedie (exp);
+  poisson/gamma/tweedie (exp); a custom (callable) objective leaves no
+  objective in the model, and LightGBM's ``predict`` (a classifier's
+  ``predict`` and ``predict_proba`` too) returns the raw score: so do we;
 - models fitted on DataFrames with category columns store the training
   categories (``pandas_categorical``); the host maps values to their codes
   before the graph runs (``mlejax.host``).
@@ -87,8 +89,8 @@ def _arr(tree: dict, key: str, dtype) -> np.ndarray:
 
 def _objective(header: dict) -> tuple[str, dict]:
     parts = header.get("objective", "").split()
-    if not parts:
-        raise UnsupportedModelError("this LightGBM model has no built-in objective (custom objective); it cannot be exported")
+    if not parts:  # trained with a callable objective: LightGBM predicts the raw score
+        return "custom", {}
     params = dict(p.split(":", 1) for p in parts[1:] if ":" in p)
     flags = {p for p in parts[1:] if ":" not in p}
     if "sqrt" in flags:
@@ -259,10 +261,10 @@ def convert_lightgbm(model: Any, x: str, ctx: ExportContext) -> dict:
     exact = bool(ctx.options.pop("exact_float64", False))
     forest, header, objective, params, trees, boundaries = _read(booster, ranks=exact)
     _request_pandas_categories(ctx, booster, header)
-    if objective not in _IDENTITY | _EXP | _SIGMOID | {"multiclass", "multiclassova"}:
+    if objective not in _IDENTITY | _EXP | _SIGMOID | {"multiclass", "multiclassova", "custom"}:
         raise UnsupportedModelError(
             f"LightGBM objective {objective!r} is not supported; supported: "
-            f"{sorted(_IDENTITY | _EXP | _SIGMOID | {'multiclass', 'multiclassova'})}"
+            f"{sorted(_IDENTITY | _EXP | _SIGMOID | {'multiclass', 'multiclassova'})} and custom (callable) objectives"
         )
     b = ctx.builder
     linear = any(t.get("is_linear", "0") != "0" for t in trees)
@@ -276,6 +278,12 @@ def convert_lightgbm(model: Any, x: str, ctx: ExportContext) -> dict:
     raw = scale(ctx, total, 1.0 / (len(forest.trees) // n_out)) if "average_output" in header else total
     sigmoid = float(params.get("sigmoid", 1.0))
     out: dict = {"leaf_index": forest.leaf_index(ctx, x), "__methods__": {"decision_function", "apply"}}
+    if objective == "custom":  # as LightGBM: predict (and a classifier's predict_proba) return the raw score
+        out["decision"] = b.op("Squeeze", total, axis=1) if n_out == 1 else total
+        out["output"] = b.op("Squeeze", raw, axis=1) if n_out == 1 else raw
+        if hasattr(model, "classes_"):
+            out["probabilities"] = out["output"]
+        return out
     if hasattr(model, "classes_"):
         if objective == "multiclass":
             out |= multiclass_heads(ctx, raw, model.classes_)

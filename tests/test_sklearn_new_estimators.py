@@ -431,3 +431,38 @@ def test_kernel_pca_precomputed(tmp_path):
     m = roundtrip(model, K, tmp_path)
     for rows in (K, K[:1], _kernel_rows(_big(X, 400), X)):
         check_methods(model, m, rows, methods=("transform",))
+
+
+# --- LightGBM with a custom objective -----------------------------------------------------------------
+
+
+def _l2_objective(y_true, y_pred):
+    return y_pred - y_true, np.ones_like(y_pred)
+
+
+def _logloss_objective(y_true, y_pred):
+    p = 1.0 / (1.0 + np.exp(-y_pred))
+    return p - y_true, p * (1.0 - p)
+
+
+def test_lightgbm_custom_objective(tmp_path):
+    """LightGBM's predict returns the raw score for a callable objective (a classifier's predict_proba too): so does the export."""
+    import lightgbm as lgb
+
+    X, y = _data(2, labels=False)
+    reg = lgb.LGBMRegressor(objective=_l2_objective, n_estimators=20, num_leaves=8, verbose=-1).fit(X, X[:, 0] + y)
+    m = roundtrip(reg, X, tmp_path)
+    for rows in (X, X[:1], _big(X)):
+        check_methods(reg, m, rows, methods=("predict",))
+    clf = lgb.LGBMClassifier(objective=_logloss_objective, n_estimators=20, num_leaves=8, verbose=-1).fit(X, y)
+    m = roundtrip(clf, X, tmp_path, name="clf.mle")
+    from helpers import assert_close
+
+    for rows in (X, X[:1], _big(X)):
+        with pytest.warns(UserWarning, match="raw scores"):
+            native = clf.predict(rows), clf.predict_proba(rows)
+        assert_close(m.predict(rows), native[0], what="predict")
+        assert_close(m.predict_proba(rows), native[1], what="predict_proba")
+    booster = lgb.train({"objective": lambda pred, data: _l2_objective(data.get_label(), pred), "num_leaves": 8, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=10)
+    m = roundtrip(booster, X, tmp_path, name="booster.mle")
+    np.testing.assert_allclose(m.predict(X), booster.predict(X), rtol=1e-5, atol=1e-5)
