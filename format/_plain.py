@@ -77,8 +77,14 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
+_STR = frozenset({str})
+
+
 def _pairs_to_dict(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict(pairs)
+    if len(out) == len(pairs) and _STR.issuperset(map(type, out)):  # every key a str, none repeated
+        return out
+    out = {}
     for k, v in pairs:
         if not isinstance(k, str):
             raise ValueError(f"map key {k!r} is {type(k).__name__}, expected str")

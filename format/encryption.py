@@ -28,9 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ._plain import pack_plain, unpack_plain
 from .errors import MLEFormatError, MLESecurityError
@@ -74,6 +71,8 @@ def _check_scrypt(n: Any, r: Any, p: Any) -> None:
 
 
 def _derive(password: str | bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # cryptography is imported on first use
+
     pw = password.encode("utf-8") if isinstance(password, str) else bytes(password)
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(pw)
 
@@ -114,6 +113,8 @@ class Encryption:
 
     def section(self) -> bytes:
         """The encryption section's bytes (fresh ``key_check`` nonce each call)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if not isinstance(self.chunk_size, int) or not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be an int in 1..{MAX_CHUNK_SIZE}, got {self.chunk_size!r}")
         nonce = secrets.token_bytes(NONCE)
@@ -134,6 +135,8 @@ class ChunkEncrypter:
     """Turns a section's stored bytes, fed in any pieces, into encrypted chunks."""
 
     def __init__(self, key: bytes, chunk_size: int, section: bytes, version: int, kind: int, flags: int, raw_length: int) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
         self._chunk = chunk_size
         self._head = (_context(section), version, kind, flags, raw_length)
@@ -177,6 +180,9 @@ class Decryptor:
             if not isinstance(password, (str, bytes)):
                 raise MLESecurityError(f"password must be str or bytes, got {type(password).__name__}")
             self._key = _derive(password, kdf["salt"], kdf["n"], kdf["r"], kdf["p"])
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(self._key)
         try:
             self._aead.decrypt(check[:NONCE], check[NONCE:], _KEY_CHECK_AD)
@@ -199,6 +205,8 @@ class Decryptor:
 
     def decrypt(self, stored: np.ndarray, kind: int, flags: int, raw_length: int, where: str) -> np.ndarray:
         """Decrypt one section into a fresh 64-byte-aligned read-only buffer."""
+        from cryptography.exceptions import InvalidTag
+
         plain = self.plain_length(len(stored), where)
         out = np.empty(plain + 64, np.uint8)
         start = -out.ctypes.data % 64

@@ -162,10 +162,34 @@ def _config_path() -> str:
     return os.path.join(base, "mlejax", "security.json")
 
 
+#: (what the settings were read from, the settings): reused while the config file and environment are unchanged
+_last_settings: tuple[tuple, TrustSettings] | None = None
+
+
 def trust_settings() -> TrustSettings:
-    """Read the environment and the config file (a broken config file is an error, not ignored)."""
-    require, keys, sources = False, [], []
+    """Read the environment and the config file (a broken config file is an error, not ignored).
+
+    The file is parsed again only when its path, size, modification or
+    change time, or the ``MLEJAX_*`` variables change (one ``stat`` per load).
+    """
+    global _last_settings
     path = _config_path()
+    try:
+        st = os.stat(path)
+        stamp: tuple | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        stamp = None
+    source = (path, stamp, os.environ.get("MLEJAX_REQUIRE_SIGNATURE"), os.environ.get("MLEJAX_TRUSTED_KEYS"))
+    last = _last_settings
+    if last is not None and last[0] == source:
+        return last[1]
+    settings = _read_trust_settings(path)
+    _last_settings = (source, settings)
+    return settings
+
+
+def _read_trust_settings(path: str) -> TrustSettings:
+    require, keys, sources = False, [], []
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as fh:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .errors import MLEFormatError
 from .graph import Graph
 
@@ -46,6 +48,16 @@ def _need(ok: bool, where: str, what: str) -> None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+_INT = frozenset({int})
+
+
+def _non_decreasing_below(values: list[int], bound: int) -> bool:
+    """Whether ints ``values`` (first one 0) never decrease and stay below ``bound`` (one numpy pass)."""
+    if not 0 <= max(values) < bound:
+        return False
+    return bool((np.diff(np.asarray(values, dtype=np.int64)) >= 0).all())
 
 
 def validate_input_defaults(spec: Any, graph: Graph) -> None:
@@ -69,8 +81,8 @@ def validate_iterations(spec: Any, graph: Graph) -> None:
     _need(isinstance(spec, dict) and set(spec) == {"indptr", "default", "open_end", "nodes"}, "iterations",
           "a map with indptr, default, open_end, nodes")
     indptr = spec["indptr"]
-    _need(isinstance(indptr, list) and 2 <= len(indptr) < 2**31 and all(_is_int(v) for v in indptr) and indptr[0] == 0
-          and all(0 <= a <= b < 2**31 for a, b in zip(indptr, indptr[1:])),
+    _need(isinstance(indptr, list) and 2 <= len(indptr) < 2**31 and _INT.issuperset(map(type, indptr)) and indptr[0] == 0
+          and _non_decreasing_below(indptr, 2**31),
           "iterations.indptr", "a non-decreasing list of at least 2 ints starting at 0")
     default = spec["default"]
     n_iter = len(indptr) - 1

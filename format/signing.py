@@ -28,9 +28,6 @@ import struct
 from typing import Any, Iterable, Union
 
 import numpy as np
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import MLEFormatError, MLESecurityError
 
@@ -61,7 +58,7 @@ _SIGNED_FIELDS = 40
 _HASH_CHUNK = 64 << 20
 assert _PAYLOAD.size == SIGNATURE_SIZE
 
-KeyLike = Union[bytes, bytearray, str, "os.PathLike[str]", Ed25519PrivateKey, Ed25519PublicKey]
+KeyLike = Union[bytes, bytearray, str, "os.PathLike[str]", "Ed25519PrivateKey", "Ed25519PublicKey"]
 
 
 def _key_bytes(key: Any, what: str) -> bytes:
@@ -83,6 +80,9 @@ def _key_bytes(key: Any, what: str) -> bytes:
 
 def load_private_key(key: Any, password: bytes | str | None = None) -> Ed25519PrivateKey:
     """An Ed25519 private key from a key object, 32 raw bytes, PEM (optionally password-protected) or a path."""
+    from cryptography.hazmat.primitives import serialization  # cryptography: imported on first use
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     if isinstance(key, Ed25519PrivateKey):
         return key
     data = _key_bytes(key, "private key")
@@ -100,6 +100,9 @@ def load_private_key(key: Any, password: bytes | str | None = None) -> Ed25519Pr
 
 def load_public_key(key: Any) -> Ed25519PublicKey:
     """An Ed25519 public key from a key object, 32 raw bytes, PEM or a path (a private key yields its public key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
     if isinstance(key, Ed25519PublicKey):
         return key
     if isinstance(key, Ed25519PrivateKey):
@@ -120,6 +123,8 @@ def load_public_key(key: Any) -> Ed25519PublicKey:
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:
     """The raw 32-byte form of a public key."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -164,6 +169,8 @@ def verify_signature(buf: np.ndarray, offset: int, public_keys: Iterable[Ed25519
 
     Returns the raw public key that verified; raises :class:`MLESecurityError` otherwise.
     """
+    from cryptography.exceptions import InvalidSignature
+
     payload = buf[offset : offset + SIGNATURE_SIZE]
     signer, signature = check_signature_layout(payload)
     keys = list(public_keys)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..format.errors import MLEError
 
-__all__ = ["enable_persistent_cache", "cache_dir", "compile_lowered"]
+__all__ = ["enable_persistent_cache", "cache_dir", "compile_lowered", "read_entry", "write_entry"]
 
 _done = False
 #: Held while the persistent cache is switched off for one compilation.
@@ -66,6 +67,49 @@ def enable_persistent_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _active_dir() -> str | None:
+    """The persistent cache directory in use (after :func:`enable_persistent_cache`), or ``None`` when off."""
+    enable_persistent_cache()
+    if not jax.config.jax_enable_compilation_cache:
+        return None
+    return jax.config.jax_compilation_cache_dir or None
+
+
+def read_entry(name: str) -> bytes | None:
+    """The bytes of mlejax's own cache entry ``name`` (beside JAX's entries), or ``None``.
+
+    Entries are named ``mlejax-<kind>-<digest>-cache`` so that ``mle-cache``
+    prunes and clears them with JAX's. ``None`` when the persistent cache is
+    off, the entry is missing or unreadable.
+    """
+    directory = _active_dir()
+    if directory is None or "://" in directory:
+        return None
+    try:
+        with open(os.path.join(directory, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def write_entry(name: str, data: bytes) -> None:
+    """Write mlejax's cache entry ``name`` atomically (temporary file, rename); errors are ignored (a cache)."""
+    directory = _active_dir()
+    if directory is None or "://" in directory:
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mlejax-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, os.path.join(directory, name))
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

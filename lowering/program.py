@@ -9,8 +9,9 @@ cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
 from __future__ import annotations
 
 import contextvars
-import math
 import hashlib
+import json
+import math
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..format.errors import MLEFormatError
 from ..format.graph import Graph, Node
-from .cache import compile_lowered, enable_persistent_cache
+from .cache import compile_lowered, enable_persistent_cache, read_entry, write_entry
 from .registry import check_graph, get_rule, row_budget
 from .seq_buckets import SequenceSpec, cut_outputs, pad_lengths
 
@@ -254,10 +255,44 @@ class Program:
         if self._value_shapes is None:
             with self._shapes_lock:
                 if self._value_shapes is None:
-                    shapes = self._abstract_shapes(self._row_budget)
+                    shapes = self._cached_shapes()
+                    if shapes is None:
+                        shapes = self._abstract_shapes(self._row_budget)
+                        self._store_shapes(shapes)
                     self._check_label_range(shapes)
                     self._value_shapes = shapes
         return self._value_shapes
+
+    def _shapes_entry(self) -> str | None:
+        """Name of the persistent cache entry holding this program's checked shapes (``None``: not cached).
+
+        Keyed by the content digest (graph and tensor bytes), the options,
+        the row bound, the platform and the JAX version: the same content
+        traces to the same shapes, so a new process skips the trace.
+        """
+        if not self.options.get("persistent_cache", True):
+            return None
+        key = repr((self._content_digest(), self._options_key, self._row_budget, self.device.platform, jax.__version__))
+        return f"mlejax-shapes-{hashlib.sha256(key.encode()).hexdigest()[:40]}-cache"
+
+    def _cached_shapes(self) -> dict[str, tuple] | None:
+        """The shapes :meth:`_store_shapes` recorded for this content, or ``None``."""
+        name = self._shapes_entry()
+        data = read_entry(name) if name is not None else None
+        if data is None:
+            return None
+        try:
+            shapes = json.loads(data)
+            if not (isinstance(shapes, dict) and all(isinstance(v, list) and all(type(d) is int for d in v) for v in shapes.values())):
+                return None
+        except ValueError:
+            return None
+        return {k: tuple(v) for k, v in shapes.items()}
+
+    def _store_shapes(self, shapes: Mapping[str, tuple]) -> None:
+        name = self._shapes_entry()
+        if name is not None:
+            write_entry(name, json.dumps({k: list(v) for k, v in shapes.items()}).encode())
 
     def _abstract_shapes(self, budget: int) -> dict[str, tuple]:
         """Trace every output for one row without computing it (``jax.eval_shape``); see :meth:`check_shapes`."""
@@ -340,6 +375,10 @@ class Program:
         key, and checked on what the cache returns: an entry of another model,
         output or shape is never taken for this one.
         """
+        return "mlejax_" + hashlib.sha256(f"{self._content_digest()}{key!r}".encode()).hexdigest()[:40]
+
+    def _content_digest(self) -> str:
+        """sha256 of the graph and the bytes of the stored and prepared tensors it reads (computed once)."""
         if self._digest is None:
             h = hashlib.sha256(repr(self.graph.to_dict()).encode())
             for name in _referenced(self.graph, self._host_tensors):
@@ -347,7 +386,7 @@ class Program:
                 h.update(repr((name, value.dtype.str, value.shape)).encode())
                 h.update(memoryview(value.reshape(-1).view(np.uint8)))
             self._digest = h.hexdigest()
-        return "mlejax_" + hashlib.sha256(f"{self._digest}{key!r}".encode()).hexdigest()[:40]
+        return self._digest
 
     def _compile_kwargs(self, shapes: Sequence[tuple]) -> dict:
         """Extra ``Lowered.compile`` arguments: small CPU batches compile without parallel task assignment."""
@@ -357,7 +396,7 @@ class Program:
         return {}
 
     def run(self, outputs: Sequence[str], inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on host arrays sharing a batch dimension; pads to buckets, tiles big batches.
+        """Run on host arrays sharing a batch dimension; pads to buckets, splits big batches (:func:`pieces`).
 
         Variable-length axes are padded to their buckets and the outputs cut back (``lowering/seq_buckets.py``).
         """
@@ -372,29 +411,29 @@ class Program:
         n = inputs[0].shape[0]
         if n == 0:
             raise ValueError("empty batch")
-        if n <= self.max_tile:
+        if n <= _SPLIT_MIN_ROWS and n <= self.max_tile:
             return self._run_tile(outputs, inputs)
-        results: list[list[np.ndarray]] = []
-        for start in range(0, n, self.max_tile):
-            tile = [a[start : start + self.max_tile] for a in inputs]
-            results.append(self._run_tile(outputs, tile))
-        if len(results) == 1:
-            return results[0]
-        return [np.concatenate(parts, axis=0) for parts in zip(*results)]
+        parts = pieces(n, self.batch_buckets, self.max_tile)
+        if len(parts) == 1:
+            return self._run_tile(outputs, inputs)
+        results: list[np.ndarray] = []
+        for start, stop in parts:  # each piece's results go straight into one output buffer per output
+            out = self._run_tile(outputs, [a[start:stop] for a in inputs])
+            if not results:
+                results = [np.empty((n, *o.shape[1:]), o.dtype) for o in out]
+            for buffer, o in zip(results, out):
+                buffer[start:stop] = o
+        return results
 
     def _run_tile(self, outputs: Sequence[str], tile: Sequence[np.ndarray]) -> list[np.ndarray]:
-        n = tile[0].shape[0]
+        a = tile[0]
         # Fast path: one dict lookup per call for the (outputs, exact shapes, dtypes) seen before.
-        key = (tuple(outputs), *[(a.shape, a.dtype) for a in tile])
+        key = (tuple(outputs), a.shape, a.dtype) if len(tile) == 1 else (tuple(outputs), *[(a.shape, a.dtype) for a in tile])
         entry = self._fast.get(key)
         if entry is None:
-            padded = bucket_for(n, self.batch_buckets, self.max_tile)
-            shapes = [(padded, *a.shape[1:]) for a in tile]
-            exe = self.compiled(outputs, shapes, [a.dtype for a in tile])
-            if len(self._fast) >= _FAST_ENTRIES:
-                self._fast.clear()
-            entry = self._fast[key] = (padded, exe, self.params, self.device.platform == "cpu")
+            entry = self._fast_entry(key, outputs, tile)
         padded, exe, params, on_cpu = entry
+        n = a.shape[0]
         if padded != n:
             tile = [_pad_rows(a, padded) for a in tile]
         # The executable takes host arrays as they are on CPU (an explicit device_put costs ~40 us a call).
@@ -402,6 +441,47 @@ class Program:
         if padded == n:
             return [np.asarray(o) for o in out]
         return [np.asarray(o)[:n] for o in out]
+
+    def _fast_entry(self, key: tuple, outputs: Sequence[str], tile: Sequence[np.ndarray]) -> tuple:
+        """(padded rows, executable, params, on CPU) for a call key not seen before; compiles if needed."""
+        padded = bucket_for(tile[0].shape[0], self.batch_buckets, self.max_tile)
+        shapes = [(padded, *a.shape[1:]) for a in tile]
+        exe = self.compiled(outputs, shapes, [a.dtype for a in tile])
+        if len(self._fast) >= _FAST_ENTRIES:
+            self._fast.clear()
+        entry = self._fast[key] = (padded, exe, self.params, self.device.platform == "cpu")
+        return entry
+
+
+#: Batches of at most this many rows run in one padded piece (see :func:`pieces`).
+_SPLIT_MIN_ROWS = 4096
+
+
+def pieces(n: int, buckets: str | Sequence[int] | None, max_tile: int) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` that a batch of ``n`` rows runs in, each padded to its bucket.
+
+    Full tiles of ``max_tile`` rows, then the remainder. With ``"pow2"``
+    buckets a remainder is split into powers of two while padding it to one
+    bucket would waste more than a quarter of its rows (and it has more than
+    :data:`_SPLIT_MIN_ROWS`): 100,000 rows run as 65,536 + 32,768 + 2,048
+    (1,696 rows padded) instead of two padded 65,536-row tiles. Every piece's
+    size is a bucket of a batch of at most ``n`` rows, so programs warmed for
+    the buckets up to ``n`` cover it.
+    """
+    out: list[tuple[int, int]] = []
+    start = 0
+    while n - start > max_tile:
+        out.append((start, start + max_tile))
+        start += max_tile
+    while start < n:
+        rest = n - start
+        padded = bucket_for(rest, buckets, max_tile)
+        if buckets != "pow2" or rest <= _SPLIT_MIN_ROWS or (padded - rest) * 4 <= rest:
+            out.append((start, n))
+            break
+        out.append((start, start + padded // 2))  # the largest power of two below ``rest``, unpadded
+        start += padded // 2
+    return out
 
 
 def _one_row(shape: Sequence[int | None]) -> tuple[int, ...]:
@@ -411,8 +491,9 @@ def _one_row(shape: Sequence[int | None]) -> tuple[int, ...]:
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
     """``a`` with zero rows appended up to ``rows``."""
-    out = np.zeros((rows, *a.shape[1:]), a.dtype)
+    out = np.empty((rows, *a.shape[1:]), a.dtype)
     out[: a.shape[0]] = a
+    out[a.shape[0] :] = 0
     return out
 
 

@@ -19,14 +19,22 @@ if not _os.path.isdir(_os.path.join(__path__[0], "format")) and _os.path.isfile(
     __path__.append(_checkout)
 
 from .bench import BenchmarkReport, benchmark
-from .compression import CompressionUtils
-from .export import ExportReport, export_model
-from .exporters import register_converter, supported_models
 from .format.errors import InputError, MLEError, MLEFormatError, MLESecurityError, UnsupportedModelError
-from .inspect import inspect_model
-from .model import Model, load_model
-from .model_cache import ModelCache
-from .security import SecurityUtils
+
+#: public name -> submodule that defines it, imported on first use: ``import mlejax`` imports
+#: neither JAX nor an exporter (``python -X importtime -c "import mlejax"``); ``load_model`` brings JAX in.
+_LAZY = {
+    "export_model": "export",
+    "ExportReport": "export",
+    "register_converter": "exporters",
+    "supported_models": "exporters",
+    "inspect_model": "inspect",
+    "Model": "model",
+    "load_model": "model",
+    "ModelCache": "model_cache",
+    "SecurityUtils": "security",
+    "CompressionUtils": "compression",
+}
 
 __all__ = [
     "__version__",
@@ -52,6 +60,11 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name in _LAZY:
+        module = _submodule(_LAZY[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
     # Batch scoring needs pyarrow and tqdm: imported on first use of ``mlejax.score``, not with mlejax.
     if name == "score":
         try:
@@ -59,8 +72,16 @@ def __getattr__(name: str):
         except ImportError as exc:
             raise ImportError(f"mlejax.score needs pyarrow and tqdm ({exc}); pip install 'mlejax[batch]'") from exc
         return score
-    if name == "registry":  # SQLite and the registry are imported on first use of ``mlejax.registry``
-        import importlib
-
-        return importlib.import_module(".registry", __name__)
+    if name in ("registry", "model_cache", "export", "exporters", "inspect", "model", "security", "compression"):
+        return _submodule(name)  # SQLite and the registry are imported on first use of ``mlejax.registry``
     raise AttributeError(f"module 'mlejax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _submodule(name: str):
+    """The submodule ``mlejax.<name>``, imported now (by the import statement, not ``importlib``)."""
+    __import__(f"{__name__}.{name}")
+    return globals()[name]

@@ -283,9 +283,13 @@ class InputChecks:
         if self._columns == [] or X.dtype.kind != "f":
             return
         part = X[:, : self._n] if self._columns is None else X[:, self._columns]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(part.sum()):
+        if part.size <= 4096:  # a few rows: one elementwise pass is cheaper than a sum under np.errstate
+            if np.isfinite(part).all():
                 return
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if np.isfinite(part.sum()):
+                    return
         columns = range(self._n) if self._columns is None else self._columns
         nan = [(j, n) for j, n in zip(columns, np.isnan(part).sum(axis=0).tolist()) if n and j in self.nan]
         inf = [(j, n) for j, n in zip(columns, np.isinf(part).sum(axis=0).tolist()) if n and j in self.inf]

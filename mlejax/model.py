@@ -186,6 +186,11 @@ class Model:
         if self.classes_ is not None:
             self.program.check_classes(len(self.classes_))
         self._ranged: dict[tuple[int, int], Program] = {}  # one Program per iteration range asked for
+        # The call fast path (:meth:`_method_output`): a plain C-contiguous ndarray of the graph input's
+        # dtype and shape goes straight to the program, where a model has one input and no host encoding.
+        first_input = self.graph.inputs[0]
+        plain = self._host is None and len(self.graph.inputs) == 1 and not (self._checks is not None and self._checks.by_name)
+        self._direct = (np.dtype(first_input.dtype), tuple(first_input.shape[1:]), len(first_input.shape)) if plain else None
 
     # --- description -----------------------------------------------------------------
     @property
@@ -359,6 +364,14 @@ class Model:
     # --- internals -------------------------------------------------------------------
     def _method_output(self, method: str, inputs: Sequence[Any], options: dict, leaf: bool = False) -> np.ndarray:
         output = self.methods[method]
+        direct = self._direct
+        if direct is not None and not options and len(inputs) == 1:
+            x = inputs[0]
+            if (type(x) is np.ndarray and x.dtype == direct[0] and x.ndim == direct[2] and x.shape[1:] == direct[1]
+                    and x.shape[0] and x.flags.c_contiguous):  # what _prepare_all would pass on unchanged
+                if self._checks is not None:
+                    self._checks.check_values(x, finite=self.check_finite)
+                return self._to_host(output, self.program.run([output], [x])[0])
         named, span = self._options.parse(method, [output], options, leaf=leaf) if options else ({}, None)
         arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite), options.get(BY_POSITION, False))
         return self._to_host(output, self._program(span).run([output], arrays)[0])

@@ -37,8 +37,8 @@ _RUNNER = textwrap.dedent(
     lookups = []
     jax.monitoring.register_event_listener(
         lambda event, **kw: lookups.append(event) if event == "/jax/compilation_cache/compile_requests_use_cache" else None)
-    def files():
-        return set(os.listdir(cache)) if os.path.isdir(cache) else set()
+    def files():  # JAX's entries (mlejax's own, "mlejax-*", hold checked shapes, no program)
+        return {f for f in os.listdir(cache) if not f.startswith("mlejax-")} if os.path.isdir(cache) else set()
     for step in json.loads(sys.argv[1]):
         before = files()
         lookups.clear()

@@ -298,6 +298,7 @@ _DISPATCH = textwrap.dedent(
     """
     import json
     import mlejax
+    mlejax.load_model  # imports the runtime (import mlejax alone imports no JAX)
     from jax._src import xla_bridge
     print(json.dumps({"async": bool(xla_bridge._CPU_ENABLE_ASYNC_DISPATCH.value)}))
     """
@@ -307,7 +308,7 @@ _DISPATCH = textwrap.dedent(
 @pytest.mark.parametrize("env, expected", [({}, False), ({"MLEJAX_CPU_ASYNC_DISPATCH": "1"}, True),
                                            ({"JAX_CPU_ENABLE_ASYNC_DISPATCH": "1"}, True)])
 def test_cpu_dispatch_is_synchronous_unless_asked(tmp_path, env, expected):
-    """Importing mlejax turns JAX's CPU async dispatch off (before JAX's backend starts) unless told not to."""
+    """Importing mlejax's runtime turns JAX's CPU async dispatch off (before JAX's backend starts) unless told not to."""
     base = {k: v for k, v in os.environ.items() if k not in ("MLEJAX_CPU_ASYNC_DISPATCH", "JAX_CPU_ENABLE_ASYNC_DISPATCH")}
     out = subprocess.run([sys.executable, "-c", _DISPATCH], capture_output=True, text=True, check=True,
                          env={**base, **env}, cwd=tmp_path)
