@@ -50,6 +50,7 @@ class _Converter:
         self.ref = ref
         self.stored: dict[int, tuple[Any, str]] = {}
         self.outer: list[Any] = []  # call-like equations being inlined, for error locations
+        self.steps = 0  # loop steps unrolled so far
 
     def value(self, v: Any) -> str:
         if isinstance(v, str):
@@ -90,12 +91,12 @@ class _Converter:
 
         env: dict[Any, Any] = {}
         for var, val in zip(jaxpr.constvars, consts):
-            env[var] = val if isinstance(val, str) else np.asarray(val)
+            env[var] = val if isinstance(val, str) else _constant(val)
         env.update(zip(jaxpr.invars, args))
 
         def read(v: Any) -> Any:
             if isinstance(v, Literal):
-                return np.asarray(v.val, _np_dtype(v.aval.dtype))
+                return np.asarray(v.val, v.aval.dtype)  # exact, for constant folding; stored tensors narrow later
             return env[v]
 
         for eqn in jaxpr.eqns:
@@ -116,7 +117,7 @@ class _Converter:
                 self.outer.pop()
         if all(not isinstance(i, str) for i in ins) and all(_static(v.aval) for v in eqn.outvars):
             out = eqn.primitive.bind(*ins, **eqn.params)  # constant folding, at export time
-            return [np.asarray(o) for o in (out if eqn.primitive.multiple_results else [out])]
+            return [_constant(o) for o in (out if eqn.primitive.multiple_results else [out])]
         handler = _PRIMITIVES.get(name)
         if handler is None:
             raise UnsupportedModelError(
@@ -139,6 +140,13 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.floating):
         return float(v)
     return v
+
+
+def _constant(v: Any) -> Any:
+    """An export-time constant: numpy, except JAX's extended dtypes (PRNG keys), which numpy cannot hold."""
+    import jax
+
+    return v if jax.dtypes.issubdtype(getattr(v, "dtype", np.float32), jax.dtypes.extended) else np.asarray(v)
 
 
 def _static(aval: Any) -> bool:
@@ -281,6 +289,11 @@ def _transpose(c: _Converter, eqn: Any, ins: list) -> str:
     return c.op("Transpose", *ins, perm=list(eqn.params["permutation"]))
 
 
+@_handles("rev")
+def _rev(c: _Converter, eqn: Any, ins: list) -> str:
+    return c.op("Reverse", *ins, axes=list(eqn.params["dimensions"]))
+
+
 @_handles("squeeze")
 def _squeeze(c: _Converter, eqn: Any, ins: list) -> str:
     return c.op("SqueezeAxes", *ins, axes=list(eqn.params["dimensions"]))
@@ -384,6 +397,97 @@ def _gather(c: _Converter, eqn: Any, ins: list) -> str:
     return c.op("Gather", table, ids, axis=0)
 
 
+# --- control flow: unrolled at export ---------------------------------------------------
+
+#: most loop iterations (scan steps and while iterations) one export may unroll
+MAX_UNROLLED_STEPS = 4096
+
+
+def _count_steps(c: _Converter, n: int) -> None:
+    c.steps += n
+    if c.steps > MAX_UNROLLED_STEPS:
+        raise UnsupportedModelError(
+            f"loops unroll to more than {MAX_UNROLLED_STEPS} steps in all (mlejax.exporters.nn_flax.MAX_UNROLLED_STEPS); "
+            "shorten the sequence or the loop"
+        )
+
+
+def _step_slice(c: _Converter, x: Any, i: int) -> Any:
+    """``x[i]`` along the scanned (leading) axis."""
+    return x[i] if not isinstance(x, str) else c.op("Index", x, axis=0, index=i)
+
+
+def _stack(c: _Converter, parts: list, aval: Any) -> Any:
+    """The per-step values stacked on a new leading axis."""
+    if not parts:
+        if not _static(aval):
+            raise UnsupportedModelError("an empty scan over a batch-dependent shape is not supported")
+        return np.zeros(aval.shape, _np_dtype(aval.dtype))
+    if all(not isinstance(v, str) for v in parts):
+        return np.stack([np.asarray(v) for v in parts])
+    return c.op("Concat", *(c.op("Unsqueeze", v, axes=[0]) for v in parts), axis=0)
+
+
+@_handles("scan")
+def _scan(c: _Converter, eqn: Any, ins: list) -> list:
+    """``lax.scan`` (``nn.scan``, ``nnx.scan``, ``nnx.RNN``): the body inlined once per step."""
+    p = eqn.params
+    length = p["length"]
+    if not isinstance(length, (int, np.integer)):
+        raise UnsupportedModelError("scanning over the batch axis is not supported; scan over a fixed-size axis")
+    length = int(length)
+    _count_steps(c, length)
+    n_consts, n_carry = int(p["num_consts"]), int(p["num_carry"])
+    consts, carry, xs = ins[:n_consts], list(ins[n_consts:n_consts + n_carry]), ins[n_consts + n_carry:]
+    body = p["jaxpr"]
+    steps: list[list] = []
+    for i in (reversed(range(length)) if p["reverse"] else range(length)):
+        out = c.run(body.jaxpr, list(body.consts), [*consts, *carry, *(_step_slice(c, x, i) for x in xs)])
+        carry = out[:n_carry]
+        steps.append(out[n_carry:])
+    if p["reverse"]:
+        steps.reverse()
+    ys = [_stack(c, [s[j] for s in steps], v.aval) for j, v in enumerate(eqn.outvars[n_carry:])]
+    return [*carry, *ys]
+
+
+@_handles("while")
+def _while(c: _Converter, eqn: Any, ins: list) -> list:
+    """``lax.while_loop`` / ``fori_loop`` whose condition is known at export (a constant trip count): unrolled."""
+    p = eqn.params
+    cond, body = p["cond_jaxpr"], p["body_jaxpr"]
+    n_cond, n_body = int(p["cond_nconsts"]), int(p["body_nconsts"])
+    cond_consts, body_consts, carry = ins[:n_cond], ins[n_cond:n_cond + n_body], list(ins[n_cond + n_body:])
+    while True:
+        (go,) = c.run(cond.jaxpr, list(cond.consts), [*cond_consts, *carry])
+        if isinstance(go, str):
+            raise UnsupportedModelError(
+                "a while loop whose condition depends on the inputs is not supported; loops with a trip count "
+                "known at export (fori_loop with constant bounds, scan) are"
+            )
+        if not bool(np.asarray(go)):
+            return carry
+        _count_steps(c, 1)
+        carry = c.run(body.jaxpr, list(body.consts), [*body_consts, *carry])
+
+
+@_handles("cond")
+def _cond(c: _Converter, eqn: Any, ins: list) -> list:
+    """``lax.cond`` / ``lax.switch``: the chosen branch when the index is known at export, else every branch
+    computed and the results selected by the index (clamped to the branches, as lax does)."""
+    branches = eqn.params["branches"]
+    index, operands = ins[0], ins[1:]
+    if not isinstance(index, str):
+        k = int(np.clip(np.asarray(index), 0, len(branches) - 1))
+        return c.run(branches[k].jaxpr, list(branches[k].consts), operands)
+    results = [c.run(b.jaxpr, list(b.consts), operands) for b in branches]
+    out = results[0]
+    for k in range(1, len(branches)):
+        take = c.op("Compare", index, np.asarray(k, np.int32), direction="ge")
+        out = [c.op("Where", take, new, old) for new, old in zip(results[k], out)]
+    return out
+
+
 def supported_primitives() -> list[str]:
     """The JAX primitives this exporter maps to IR ops (call-like primitives are inlined)."""
     return sorted(_PRIMITIVES)
@@ -392,21 +496,30 @@ def supported_primitives() -> list[str]:
 # --- the converter -------------------------------------------------------------------
 
 
-def _callable(model: Any) -> Callable:
-    """A pure function of the inputs: an nnx module in eval mode, or a bound linen module."""
+def _callable(model: Any) -> tuple[Callable, list]:
+    """A pure function of (state leaves..., inputs...) and the state leaves.
+
+    An nnx module (in eval mode) is split into its graph and state, and the
+    state is passed in as arguments, so nnx transforms inside the module
+    (``nnx.scan`` in ``nnx.RNN``) trace at the same level as the module. A
+    bound linen module closes over its variables and has no state leaves.
+    """
+    import jax
     from flax import linen, nnx
 
     if isinstance(model, nnx.Module):
         if hasattr(model, "eval"):
             model.eval()
         graphdef, state = nnx.split(model)
-        return lambda *xs: nnx.merge(graphdef, state)(*xs)
+        leaves, tree = jax.tree_util.tree_flatten(state)
+        n = len(leaves)
+        return (lambda *args: nnx.merge(graphdef, jax.tree_util.tree_unflatten(tree, args[:n]))(*args[n:])), leaves
     if isinstance(model, linen.Module):
         if model.scope is None:
             raise UnsupportedModelError(
                 f"linen module {type(model).__name__} has no variables: export module.bind({{'params': params, ...}})"
             )
-        return model
+        return model, []
     raise UnsupportedModelError(f"{type(model).__name__} is neither a flax.nnx nor a bound flax.linen module")
 
 
@@ -426,17 +539,17 @@ def convert_flax_module(model: Any, x: NetworkInputs, ctx: ExportContext) -> dic
     """Trace a Flax module with a symbolic batch and convert its jaxpr."""
     import jax
 
-    fn = _callable(model)
+    fn, state = _callable(model)
     (batch,) = jax.export.symbolic_shape("B")
     specs = [jax.ShapeDtypeStruct((batch, *s.shape[1:]), s.dtype) for s in x.specs]
     try:
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*specs)
+        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*state, *specs)
     except Exception as exc:  # tracing can fail in many ways; report them as one
         raise UnsupportedModelError(
             f"could not trace {type(model).__name__} with a symbolic batch dimension: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     conv = _Converter(ctx, x[0])
-    values = [conv.value(o) for o in conv.run(closed.jaxpr, list(closed.consts), list(x))]
+    values = [conv.value(o) for o in conv.run(closed.jaxpr, list(closed.consts), [*map(_constant, state), *x])]
     leaves, tree = jax.tree_util.tree_flatten_with_path(out_shape)
     names = [jax.tree_util.keystr(path, simple=True, separator=".") or str(i) for i, (path, _) in enumerate(leaves)]
     return network_outputs(values, names)
@@ -446,7 +559,8 @@ def native_method(model: Any, method: str, inputs: list) -> np.ndarray:
     """``predict`` of a Flax module: its first output for ``inputs``, as numpy."""
     import jax
 
-    out = _callable(model)(*(jax.numpy.asarray(i) for i in inputs))
+    fn, state = _callable(model)
+    out = fn(*state, *(jax.numpy.asarray(i) for i in inputs))
     return np.asarray(jax.tree_util.tree_leaves(out)[0])
 
 
