@@ -407,8 +407,8 @@ def test_lambda_and_custom_layers_are_refused(tmp_path):
 
 def test_unsupported_layer_and_subclassed_model_name_themselves(tmp_path):
     inp = keras.Input((8, 8, 2))
-    model = keras.Model(inp, layers.UpSampling2D(interpolation="bilinear", name="up")(inp), name="net")
-    with pytest.raises(UnsupportedModelError, match=r"net/up: layer UpSampling2D is not supported"):
+    model = keras.Model(inp, layers.ConvLSTM1D(2, 3, name="clstm")(inp), name="net")
+    with pytest.raises(UnsupportedModelError, match=r"net/clstm: layer ConvLSTM1D is not supported"):
         mle.export_model(model, tmp_path / "up.mle")
 
     class Sub(keras.Model):
