@@ -21,7 +21,7 @@ from .format.graph import GraphBuilder
 from .format.policy import make_policy
 from .lineage import capture as capture_lineage
 from .model import METHOD_OUTPUTS, Model
-from .progress import bar
+from .progress import Quiet, bar
 from .security import encryption_for
 
 __all__ = ["export_model", "ExportReport"]
@@ -181,7 +181,7 @@ def export_model(
       ``sample_input``).
     """
     start = time.perf_counter()
-    with bar(total=3 if sample_input is None else 4, desc="export", unit="step", progress=progress) as steps:
+    with bar(total=3, desc="export", unit="step", progress=progress) as steps:
         report = _export(model, path, steps, sample_input=sample_input, input_shape=input_shape, training_data=training_data,
                          compression=compression, compression_level=compression_level, metadata=metadata, quantize=quantize,
                          quantize_leaves=quantize_leaves, encrypt_key=encrypt_key, password=password, policy=policy,
@@ -193,7 +193,7 @@ def export_model(
 def _export(model: Any, path: str | os.PathLike, steps: Any, *, sample_input: Any, input_shape: Any, training_data: Any,
             compression: str | None, compression_level: int, metadata: Any, quantize: str | None, quantize_leaves: bool,
             encrypt_key: bytes | None, password: str | None, policy: Any, exact_float64: bool, parent: Any) -> ExportReport:
-    """:func:`export_model`'s work; ``steps`` is the progress bar (advanced after each step)."""
+    """:func:`export_model`'s work; ``steps`` is the progress bar: convert, write, check each method, write again."""
     steps.set_description_str("export: convert")
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(os.fspath(model))
@@ -222,6 +222,8 @@ def _export(model: Any, path: str | os.PathLike, steps: Any, *, sample_input: An
     for kind in sorted(set(methods.values()) | {k for k in outputs if k.startswith("output:")}):
         builder.set_output(kind, outputs[kind])
     graph = reference = builder.build()
+    if sample_input is not None:
+        steps.total += len(methods)
     steps.update()
     tensors = builder.tensors
     quantization = None
@@ -258,14 +260,13 @@ def _export(model: Any, path: str | os.PathLike, steps: Any, *, sample_input: An
     if sample_input is not None:  # check the file as users will load it, then record the result in it
         # Model(read_mle(...)), not load_model: the access policy and signature requirements apply to users.
         loaded = Model(read_mle(path, key=encrypt_key, password=password))
-        steps.set_description_str("export: check against the source model")
-        verification, samples = _verify(model, converter, loaded, methods, sample_input, warn=quantization is None)
+        verification, samples = _verify(model, converter, loaded, methods, sample_input, warn=quantization is None, steps=steps)
         meta["verification"] = verification
         if quantization is not None:
             inputs = _sample_inputs(sample_input, loaded.graph)
             quantization["error"] = quantization_error(loaded, reference, builder.tensors, methods, inputs)
             meta["quantization"]["error"] = quantization["error"]
-        steps.update()
+        steps.set_description_str("export: write")
         size = write(metadata=meta)
     steps.update()
     raw = sum(a.nbytes for a in tensors.values())
@@ -351,7 +352,7 @@ def _native_method(model: Any, method: str, inputs: list) -> Any:
 
 
 def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_input: Any,
-            warn: bool = True) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
+            warn: bool = True, steps: Any = None) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Run the written file and the source model on ``sample_input``; return worst errors per method.
 
     Also returns ``{method: (native, ours)}``: up to :data:`PARITY_SAMPLES`
@@ -360,12 +361,16 @@ def _verify(model: Any, converter: Any, loaded: Model, methods: dict, sample_inp
     A converter may define ``native_method(model, method, inputs)`` to say how
     its framework computes a method (networks have no ``predict``). ``warn``
     is off for quantized exports, whose error is reported separately.
+    ``steps`` (a progress bar) advances once per method.
     """
+    steps = Quiet() if steps is None else steps
     inputs = _sample_inputs(sample_input, loaded.graph)
     native_call = getattr(converter, "native_method", _native_method)
     report: dict[str, Any] = {"rows": int(len(inputs[0]))}
     samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for method, kind in methods.items():
+        steps.set_description_str(f"export: check {method}")
+        steps.update()
         if native_call is _native_method and not hasattr(model, method):
             continue  # a documented extension the source model lacks: nothing to compare with
         with np.errstate(all="ignore"):  # e.g. sklearn's own log(0) in predict_log_proba

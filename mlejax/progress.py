@@ -57,8 +57,9 @@ def enabled(progress: bool | None = None, stream: TextIO | None = None) -> bool:
 class Quiet:
     """A bar that draws nothing, with the part of tqdm's interface mlejax uses."""
 
-    def __init__(self, iterable: Iterable[Any] | None = None, **_: Any) -> None:
+    def __init__(self, iterable: Iterable[Any] | None = None, *, total: float | None = None, **_: Any) -> None:
         self._iterable = iterable
+        self.total = total
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._iterable if self._iterable is not None else ())
@@ -99,7 +100,7 @@ def bar(
     the bar waits before it is drawn.
     """
     if not enabled(progress, stream):
-        return Quiet(iterable)
+        return Quiet(iterable, total=total)
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=stream, leave=False, delay=DELAY if delay is None else delay, dynamic_ncols=True)

@@ -81,7 +81,8 @@ def test_export_and_benchmark_draw_on_a_terminal_only(tmp_path, monkeypatch, cap
     monkeypatch.setattr(progress.sys, "stderr", tty)
     monkeypatch.setattr(progress, "DELAY", 0.0)
     mle.export_model(model, tmp_path / "a.mle", sample_input=X)
-    assert "export" in tty.getvalue()
+    drawn = tty.getvalue()
+    assert "export: check predict" in drawn and "4/4" in drawn  # convert, write, one method checked, write again
     quiet = _Stream(tty=True)
     monkeypatch.setattr(progress.sys, "stderr", quiet)
     mle.export_model(model, tmp_path / "b.mle", sample_input=X, progress=False)
