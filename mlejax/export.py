@@ -156,8 +156,9 @@ def export_model(
         symmetric): store network weight matrices and conv kernels smaller,
         dequantized inside the XLA program (see :mod:`mlejax.compression`).
       quantize_leaves: also quantize tree leaf values and linear-model weights.
-      encrypt_key, password: encrypt the file with AES-256-GCM under a raw
-        32-byte key or a password (scrypt); the plaintext never reaches disk.
+      encrypt_key: encrypt the file with AES-256-GCM under this raw 32-byte
+        key; the plaintext never reaches disk.
+      password: encrypt it under a key derived from this password (scrypt) instead.
       policy: access policy checked at load, e.g. ``{"expires": datetime,
         "allowed_hosts": [...], "min_runtime_version": "0.1"}`` (see
         :mod:`mlejax.format.policy`; enforceable only on signed files).
