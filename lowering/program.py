@@ -8,6 +8,7 @@ cache of compiled executables keyed by (outputs, padded batch, dtypes, device).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -185,7 +186,8 @@ class Program:
       max_tile: batches above this many rows run in tiles of ``max_tile``.
       options: lowering options passed to rules (see :func:`lowering_options`),
         e.g. ``{"tree_strategy": "auto"}``; part of the executable cache key.
-        ``"persistent_cache": False`` keeps this program's executables out of
+        ``"precision": "float64"`` runs the whole program in float64 (see
+        :attr:`float64`). ``"persistent_cache": False`` keeps this program's executables out of
         JAX's persistent compilation cache (no read, no write): they hold model
         values as constants (used for encrypted models).
     """
@@ -222,6 +224,12 @@ class Program:
         self.choices: dict[str, Any] = {}
         self._rule_cache: dict[Any, Any] = {}
         self._options_key = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
+        precision = self.options.get("precision", "float32")
+        if precision not in ("float32", "float64"):
+            raise ValueError(f"unknown precision {precision!r}; choose float32 or float64")
+        #: whether the program runs in float64: float inputs and stored tensors widened, traced, compiled and
+        #: run inside ``jax.enable_x64(True)`` (scoped: JAX's global setting is left as it is)
+        self.float64 = precision == "float64"
         self._digest: str | None = None
         self._row_budget = row_budget(graph, specs)
         self._value_shapes: dict[str, tuple] | None = None
@@ -241,7 +249,7 @@ class Program:
                 if self._host is None:
                     host = {k: self._tensors[k] for k in _referenced(self.graph, self._tensors)}
                     host.update(_prepared(self.graph, host))
-                    self._host = host
+                    self._host = _widened(host) if self.float64 else host
         return self._host
 
     def check_shapes(self) -> dict[str, tuple]:
@@ -302,7 +310,10 @@ class Program:
         outputs = list(self.graph.outputs)
         inputs = [jax.ShapeDtypeStruct(_one_row(v.shape), np.dtype(v.dtype)) for v in self.graph.inputs]
         params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self._host_tensors.items()}
-        jax.eval_shape(lambda p, *xs: evaluate(self.graph, p, xs, outputs, {**options, "params": p}), params, *inputs)
+        if self.float64:
+            inputs = [jax.ShapeDtypeStruct(i.shape, _wide_dtype(i.dtype)) for i in inputs]
+        with self.scope():
+            jax.eval_shape(lambda p, *xs: evaluate(self.graph, p, xs, outputs, {**options, "params": p}), params, *inputs)
         return shapes
 
     def check_classes(self, n_classes: int) -> None:
@@ -325,8 +336,13 @@ class Program:
     def params(self) -> dict[str, jax.Array]:
         """The stored tensors on this program's device (transferred on first use)."""
         if self._params is None:
-            self._params = {k: jax.device_put(np.asarray(v), self.device) for k, v in self._host_tensors.items()}
+            with self.scope():
+                self._params = {k: jax.device_put(np.asarray(v), self.device) for k, v in self._host_tensors.items()}
         return self._params
+
+    def scope(self) -> Any:
+        """The context this program is traced, compiled and run in: ``jax.enable_x64(True)`` for float64, else none."""
+        return jax.enable_x64(True) if self.float64 else contextlib.nullcontext()
 
     def function(self, outputs: Sequence[str]) -> Callable:
         """A pure function ``f(params, *inputs) -> list of outputs``."""
@@ -361,9 +377,10 @@ class Program:
                     param_specs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
                     fn = self.function(outputs)
                     fn.__name__ = self._program_name(key)
-                    lowered = jax.jit(fn).lower(param_specs, *specs)
-                    exe = compile_lowered(lowered, fn.__name__, persistent=self.options.get("persistent_cache", True),
-                                          **self._compile_kwargs(shapes))
+                    with self.scope():
+                        lowered = jax.jit(fn).lower(param_specs, *specs)
+                        exe = compile_lowered(lowered, fn.__name__, persistent=self.options.get("persistent_cache", True),
+                                              **self._compile_kwargs(shapes))
                     self.compile_seconds[key] = time.perf_counter() - start
                     self._compiled[key] = exe
         return exe
@@ -411,6 +428,8 @@ class Program:
         n = inputs[0].shape[0]
         if n == 0:
             raise ValueError("empty batch")
+        if self.float64:
+            inputs = [np.asarray(a, _wide_dtype(a.dtype)) for a in inputs]
         if n <= _SPLIT_MIN_ROWS and n <= self.max_tile:
             return self._run_tile(outputs, inputs)
         parts = pieces(n, self.batch_buckets, self.max_tile)
@@ -437,7 +456,11 @@ class Program:
         if padded != n:
             tile = [_pad_rows(a, padded) for a in tile]
         # The executable takes host arrays as they are on CPU (an explicit device_put costs ~40 us a call).
-        out = exe(params, *(tile if on_cpu else [jax.device_put(a, self.device) for a in tile]))
+        if self.float64:
+            with jax.enable_x64(True):
+                out = exe(params, *(tile if on_cpu else [jax.device_put(a, self.device) for a in tile]))
+        else:
+            out = exe(params, *(tile if on_cpu else [jax.device_put(a, self.device) for a in tile]))
         if padded == n:
             return [np.asarray(o) for o in out]
         return [np.asarray(o)[:n] for o in out]
@@ -487,6 +510,17 @@ def pieces(n: int, buckets: str | Sequence[int] | None, max_tile: int) -> list[t
 def _one_row(shape: Sequence[int | None]) -> tuple[int, ...]:
     """A graph input's shape for one row; a variable-length axis traces at length 1."""
     return (1, *(1 if d is None else d for d in shape[1:]))
+
+
+def _wide_dtype(dtype: Any) -> np.dtype:
+    """float64 for a narrower float dtype (float16, bfloat16, float32), else ``dtype``."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float64) if dtype.kind == "f" and dtype.itemsize < 8 or dtype.name == "bfloat16" else dtype
+
+
+def _widened(host: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``host`` with float tensors in float64 (copies of the narrower ones; others as they are)."""
+    return {k: v if _wide_dtype(v.dtype) == v.dtype else np.asarray(v, np.float64) for k, v in host.items()}
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:

@@ -52,6 +52,7 @@ def load_model(
     tree_strategy: str = "auto",
     check_finite: bool = True,
     check_shapes: bool = False,
+    precision: str = "float32",
 ) -> "Model":
     """Open a ``.mle`` file: memory-map it, validate it, and return a :class:`Model`.
 
@@ -98,6 +99,16 @@ def load_model(
         graph that cannot run is refused at load. Loading always checks the
         container, metadata and every node against its op's declaration
         (attributes, arity, work bounds); this adds 1–20 ms.
+      precision: ``"float32"`` (default) or ``"float64"``: the whole program
+        runs in float64 — float inputs are taken (and converted) as float64,
+        stored float tensors are widened, and float outputs come back float64.
+        Scoped to this model: it is traced, compiled and run inside
+        ``jax.enable_x64(True)``, and JAX's global x64 setting, hence every other
+        model and JAX program of the process, is left as it is. Parameters that
+        the exporter stores as float32 ``hi + lo`` pairs (linear models, mixtures,
+        min-max scaling, ...) then carry about 48 bits, so such models match
+        scikit-learn's float64 results to about 1e-12; a parameter stored as plain
+        float32 keeps its float32 rounding (about 1e-7 relative).
     """
     if cache not in (None, False) or str(path).startswith("registry://"):
         options = {k: v for k, v in locals().items() if k not in ("path", "cache")}  # the arguments above
@@ -112,7 +123,8 @@ def load_model(
         lazy_tensors=True,  # tensor data is verified before its first use (trace, compile, run, inspection)
     )
     check_policy(mfile.metadata.get("policy"), runtime_version=__version__)
-    model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy)
+    model = Model(mfile, device=device, batch_buckets=batch_buckets, max_tile=max_tile, tree_strategy=tree_strategy,
+                  precision=precision)
     model.check_finite = check_finite
     if check_shapes:
         model.program.check_shapes()
@@ -151,10 +163,12 @@ class Model:
 
     def __init__(
         self, mfile: Any, *, device: Any = None, batch_buckets: Any = "pow2", max_tile: int = DEFAULT_MAX_TILE,
-        tree_strategy: str = "auto",
+        tree_strategy: str = "auto", precision: str = "float32",
     ) -> None:
         from .lowering.tree_strategies import STRATEGIES
 
+        if precision not in ("float32", "float64"):
+            raise ValueError(f"unknown precision {precision!r}; choose float32 or float64")
         if tree_strategy != "auto" and tree_strategy not in STRATEGIES:
             raise ValueError(f"unknown tree_strategy {tree_strategy!r}; choose from auto, {', '.join(STRATEGIES)}")
         self._file = mfile
@@ -180,9 +194,12 @@ class Model:
         self.program = Program(
             self.graph, mfile.tensors, device=device, batch_buckets=batch_buckets, max_tile=max_tile,
             # an encrypted model's programs hold decrypted values: never in the on-disk compilation cache
-            options={"tree_strategy": tree_strategy, "persistent_cache": not mfile.encrypted},
+            options={"tree_strategy": tree_strategy, "persistent_cache": not mfile.encrypted,
+                     **({"precision": precision} if precision != "float32" else {})},
             sequence=check_sequence(self.metadata.get("sequence"), self.graph),
         )
+        #: the dtype each graph input is converted to on the host (float inputs in float64 for ``precision="float64"``)
+        self._input_dtypes = [_input_dtype(info, precision) for info in self.graph.inputs]
         if self.classes_ is not None:
             self.program.check_classes(len(self.classes_))
         self._ranged: dict[tuple[int, int], Program] = {}  # one Program per iteration range asked for
@@ -190,7 +207,7 @@ class Model:
         # dtype and shape goes straight to the program, where a model has one input and no host encoding.
         first_input = self.graph.inputs[0]
         plain = self._host is None and len(self.graph.inputs) == 1 and not (self._checks is not None and self._checks.by_name)
-        self._direct = (np.dtype(first_input.dtype), tuple(first_input.shape[1:]), len(first_input.shape)) if plain else None
+        self._direct = (self._input_dtypes[0], tuple(first_input.shape[1:]), len(first_input.shape)) if plain else None
 
     # --- description -----------------------------------------------------------------
     @property
@@ -407,12 +424,13 @@ class Model:
         if self._host is not None:
             given = [self._host.apply(given[0]), *given[1:]]
         infos = self.graph.inputs
-        arrays = [_prepare(given[0], infos[0], first=True)]
+        dtypes = self._input_dtypes
+        arrays = [_prepare(given[0], infos[0], dtypes[0], first=True)]
         if self._checks is not None:
             self._checks.check_values(arrays[0], finite=check_finite)
         rows = arrays[0].shape[0]
-        for x, info in zip(given[1:], infos[1:]):
-            arrays.append(_prepare(self._options.default(info.name, rows) if x is None else x, info))
+        for x, info, dtype in zip(given[1:], infos[1:], dtypes[1:]):
+            arrays.append(_prepare(self._options.default(info.name, rows) if x is None else x, info, dtype))
             if arrays[-1].shape[0] != rows:
                 raise InputError(f"input {info.name!r} has {arrays[-1].shape[0]} rows, but {infos[0].name!r} has {rows}; all inputs must have the same number of rows")
         return arrays
@@ -422,8 +440,14 @@ def _np_dtype(info: ValueInfo) -> np.dtype:
     return np.dtype(info.dtype)
 
 
-def _prepare(x: Any, info: ValueInfo, first: bool = False) -> np.ndarray:
-    """Host-side checks and conversion of one input to the graph input's dtype and shape (``first``: the features X)."""
+def _input_dtype(info: ValueInfo, precision: str) -> np.dtype:
+    """The host dtype of graph input ``info``: its own, or float64 for a float input at ``precision="float64"``."""
+    dtype = _np_dtype(info)
+    return np.dtype(np.float64) if precision == "float64" and dtype.kind == "f" else dtype
+
+
+def _prepare(x: Any, info: ValueInfo, dtype: np.dtype, first: bool = False) -> np.ndarray:
+    """Host-side checks and conversion of one input to ``dtype`` and the graph input's shape (``first``: the features X)."""
     expected_cols = info.shape[1] if len(info.shape) == 2 and first else None
     if hasattr(x, "columns") and hasattr(x, "to_numpy"):  # pandas DataFrame, without importing pandas
         x = _from_frame(x, info)
@@ -449,7 +473,7 @@ def _prepare(x: Any, info: ValueInfo, first: bool = False) -> np.ndarray:
         raise InputError(f"input {info.name!r}: expected shape {['batch', *info.shape[1:]]}, got {list(arr.shape)}")
     if arr.shape[0] == 0:
         raise InputError(f"input {info.name!r} has 0 rows; at least 1 is required")
-    return np.ascontiguousarray(arr, dtype=_np_dtype(info))
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _from_frame(frame: Any, info: ValueInfo) -> Any:
