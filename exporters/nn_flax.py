@@ -7,9 +7,14 @@ equation is mapped to one IR op (``lowering/ops_nn.py`` / ``ops_core.py``);
 nested jaxprs (``jit``, ``custom_jvp_call``, ``custom_vjp_call``) are inlined,
 and equations whose inputs are all constants are evaluated at export time.
 The module's arrays are closed over by the trace and become stored tensors.
-Any Flax (or plain JAX) code made of the mapped primitives exports; other
-primitives (control flow, sorting, scatter) raise UnsupportedModelError
-naming the primitive and the source line that produced it.
+Control flow is unrolled at export: ``scan`` (``nn.scan``, ``nnx.RNN``) inlines
+its body once per step, ``while_loop`` / ``fori_loop`` likewise when the loop
+condition is a constant at export (a fixed trip count), and ``cond`` /
+``switch`` keep the chosen branch when the index is a constant, else compute
+every branch and select by the index. At most ``MAX_UNROLLED_STEPS`` steps in
+all. Any Flax (or plain JAX) code made of the mapped primitives exports; other
+primitives (sorting, scatter, data-dependent while loops) raise
+UnsupportedModelError naming the primitive and the source line that produced it.
 
 nnx modules are put in eval mode (``model.eval()``). A linen module must be
 bound to its variables: ``module.bind({"params": params, ...})``, built with

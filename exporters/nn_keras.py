@@ -15,8 +15,16 @@ recorded in functional graphs, e.g. ``x + y``); any other layer, a
 ``Lambda``, a custom layer or a subclassed model raises
 :class:`UnsupportedModelError` naming the class and its path in the model.
 
-Masks (``Embedding(mask_zero=True)``, ``Masking``) and stateful RNNs are not
-supported. Graph inputs take the Keras input names and dtypes (integer inputs
+Keras masks are followed as ``Layer.__call__`` follows them: a mask recorded
+in the functional graph (Keras records the ``keras.ops`` that compute it) is an
+ordinary value; a mask Keras attaches at run time (``compute_mask``) is emitted
+lazily, only where a layer consumes it. Layers that use masks: LSTM, GRU,
+SimpleRNN and Bidirectional (masked steps keep the state, ``ops_keras``
+``MaskedRecurrent``), MultiHeadAttention and Attention, GlobalAveragePooling1D,
+Softmax, BatchNormalization (inference ignores it), TimeDistributed (unless the
+wrapped layer takes a mask). A mask reaching any other mask-taking layer is
+refused by name. Stateful RNNs are not supported.
+Graph inputs take the Keras input names and dtypes (integer inputs
 become int32); dimensions left open in the model (``Input((None, 8))``) are
 fixed from ``sample_input=`` or ``input_shape=`` at export.
 """
