@@ -23,9 +23,9 @@ one of these formulations, or returns ``None`` to keep ``lax``'s convolution:
     loop over the output. Used when a group has at most ``_MAX_TERMS / taps``
     input channels.
 ``dots``
-    one matrix product per kernel tap, summed (no im2col buffer): used for
-    ``groups == 1`` when the output map has at most ``_SMALL_MAP`` cells or
-    the kernel is 1x1.
+    one matrix product of the stacked tap slices (im2col, in the weight's own
+    order so the weight is reshaped, never copied): used for ``groups == 1``
+    when the output map has at most ``_SMALL_MAP`` cells or the kernel is 1x1.
 
 Every formulation computes the same sums as the convolution in a different
 order; the float32 results differ from torch's by rounding only (~1e-7
@@ -43,11 +43,12 @@ from jax import lax
 
 #: Most multiply-add terms (kernel taps x input channels per group) for the ``taps`` formulation.
 _MAX_TERMS = 64
+#: The same for an ungrouped convolution with several input channels (an RGB stem's 3x3 kernel: 27 terms).
+_MAX_TERMS_DENSE = 32
 #: Most output cells (product of the output's spatial sizes) for the ``dots`` formulation of a k>1 kernel.
 _SMALL_MAP = 16
 
 _HIGHEST = lax.Precision.HIGHEST
-_LETTERS = "dhw"
 
 
 def plan(in_per_group: int, groups: int, kernel: Sequence[int], out_spatial: Sequence[int]) -> str:
@@ -59,7 +60,10 @@ def plan(in_per_group: int, groups: int, kernel: Sequence[int], out_spatial: Seq
     taps = math.prod(kernel)
     if min(out_spatial, default=1) <= 0:
         return "lax"
-    if in_per_group * taps <= _MAX_TERMS and (groups > 1 or in_per_group == 1):
+    if groups > 1 or in_per_group == 1:
+        if in_per_group * taps <= _MAX_TERMS:
+            return "taps"
+    elif taps > 1 and in_per_group * taps <= _MAX_TERMS_DENSE:
         return "taps"
     if groups == 1 and (taps == 1 or math.prod(out_spatial) <= _SMALL_MAP):
         return "dots"
@@ -130,12 +134,20 @@ def _taps(xp, w, sp, kernel, outs, strides, dilation, groups: int, cg: int, out_
 
 
 def _dots(xp, w, sp, kernel, outs, strides, dilation, first: bool):
-    """Sum over taps of one matrix product each (groups == 1)."""
-    s = _LETTERS[3 - len(sp):]
-    eq = f"nc{s},oc->no{s}" if first else f"n{s}c,co->n{s}o"
-    total = None
-    for tap, t in _tap_slices(xp, sp, kernel, outs, strides, dilation):
-        wt = w[(slice(None), slice(None), *tap)] if first else w[tap]
-        term = jnp.einsum(eq, t, wt, precision=_HIGHEST)
-        total = term if total is None else total + term
-    return total
+    """One matrix product over (input channel, tap) of the stacked tap slices (im2col; groups == 1).
+
+    The patches are ordered as the weight is stored ([O, C, *K] or [*K, C, O]),
+    so the weight enters the product as a free reshape, never a copy.
+    """
+    n = xp.shape[0]
+    slices = [t for _, t in _tap_slices(xp, sp, kernel, outs, strides, dilation)]
+    taps = len(slices)
+    if first:  # [N, C, taps, *S] -> [N, C*taps, cells] . [O, C*taps]
+        cols = slices[0] if taps == 1 else jnp.stack(slices, axis=2)
+        cols = cols.reshape(n, -1, math.prod(outs))
+        y = jnp.einsum("nkp,ok->nop", cols, w.reshape(w.shape[0], -1), precision=_HIGHEST)
+        return y.reshape(n, w.shape[0], *outs)
+    cols = slices[0] if taps == 1 else jnp.stack(slices, axis=-2)  # [N, *S, taps, C] -> [N, cells, taps*C] . [taps*C, O]
+    cols = cols.reshape(n, math.prod(outs), -1)
+    y = jnp.einsum("npk,ko->npo", cols, w.reshape(-1, w.shape[-1]), precision=_HIGHEST)
+    return y.reshape(n, *outs, w.shape[-1])
