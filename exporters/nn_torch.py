@@ -526,6 +526,13 @@ def _div(c: _Converter, node, a):
     raise UnsupportedModelError("div with rounding_mode='trunc' is not supported")
 
 
+@_handles("remainder")
+def _remainder(c: _Converter, node, a):
+    """Python's modulo (the sign of the divisor): ``x - floor(x / y) * y``."""
+    x, y = _operand(c, a["self"], node), _operand(c, a["other"], node)
+    return c.op("Sub", x, c.op("Mul", c.op("FloorDiv", x, y), y))
+
+
 @_handles("pow")
 def _pow(c: _Converter, node, a):
     base = a.get("self")
