@@ -614,7 +614,9 @@ def _prelu_layer(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
 @_layer("LayerScale")
 def _layer_scale(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
     """``x * gamma`` (keras.applications' ConvNeXt)."""
-    return e.same("Mul", x, e.const(f"{path}/gamma", _weights(layer)["gamma"]))
+    import keras
+
+    return e.same("Mul", x, e.const(f"{path}/gamma", np.asarray(keras.ops.convert_to_numpy(layer.gamma), np.float32)))
 
 
 @_layer("StochasticDepth", kwargs=("training",))
