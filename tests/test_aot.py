@@ -294,3 +294,25 @@ def test_host_steps_are_refused(tmp_path):
     mle.export_model(pipe, path, sample_input=frame[:50])
     with pytest.raises(mle.UnsupportedModelError, match=r"string category codes of input columns \[0\].*cannot run inside"):
         aot.compile(path, tmp_path / "o", target="stablehlo")
+
+
+def test_iree_failure_names_the_graph_op(tmp_path):
+    """An IREE error located in a lowering rule's source is reported as that graph op and node."""
+    import inspect
+
+    from sklearn.linear_model import LogisticRegression
+
+    from mlejax.lowering.registry import get_rule
+
+    X, y = _tabular()
+    path = tmp_path / "lr.mle"
+    mle.export_model(LogisticRegression(max_iter=300).fit(X, y), path, sample_input=X[:64])
+    model = mle.load_model(path)
+    node = model.graph.nodes[0]
+    fn = get_rule(node).fn
+    line = inspect.getsourcelines(fn)[1] + 1
+    message = (f"{inspect.getsourcefile(fn)}:{line}:8: error: 'stablehlo.reshape' op result #0 must be statically shaped\n"
+               f"{inspect.getsourcefile(fn)}:{line}:8: note: see current operation")
+    text = aot._iree_failure(model, "iree-cpu", message)
+    assert f"cannot compile op {node.op} (node {node.name!r})" in text
+    assert "'stablehlo.reshape' op result #0 must be statically shaped" in text
