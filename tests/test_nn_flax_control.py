@@ -104,10 +104,10 @@ class _DataWhile(nnx.Module):
         return jax.lax.while_loop(lambda h: h.sum() < 100, lambda h: h * 2 + 1, x)
 
 
-def test_data_dependent_while_is_refused():
+def test_data_dependent_while_is_refused(tmp_path):
     x = np.abs(rng.standard_normal((2, 3))).astype(np.float32)
     with pytest.raises(UnsupportedModelError, match="while loop whose condition depends on the inputs"):
-        mle.export_model(_DataWhile(), "unused.mle", sample_input=x)
+        mle.export_model(_DataWhile(), tmp_path / "m.mle", sample_input=x)
 
 
 def test_long_loops_are_refused(tmp_path):
