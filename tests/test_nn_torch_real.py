@@ -187,7 +187,7 @@ def test_advanced_index_and_symbolic_arange(tmp_path):
             rows = torch.arange(x.shape[0])[:, None]
             picked = x[rows, idx]                      # [B, K, C, D]
             split = x[:, idx[0], :, idx[0] % 2]        # index arrays at axes 1 and 3: their dims go first
-            g = torch.gather(x[:, :, 0, 0], 1, idx)    # [B, K]
+            g = torch.gather(x[:, :, 0, 0], 1, idx % 6)  # [B, K]; gather takes no negative indices
             return picked.sum((2, 3)) + g + split.sum((0, 2))[:, None]
 
     x = rng.standard_normal((5, 6, 3, 2)).astype(np.float32)
