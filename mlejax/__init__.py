@@ -34,6 +34,7 @@ _LAZY = {
     "ModelCache": "model_cache",
     "SecurityUtils": "security",
     "CompressionUtils": "compression",
+    "compile": "aot",  # StableHLO / IREE artifacts (mle-compile); not in __all__: a star import must not shadow compile()
 }
 
 __all__ = [
