@@ -45,7 +45,8 @@ def _seq():
     return rng.standard_normal((3, 6, 3)).astype(np.float32)
 
 
-@pytest.mark.parametrize("cell", ["LSTMCell", *(pytest.param(c, marks=pytest.mark.slow) for c in ("GRUCell", "SimpleCell", "OptimizedLSTMCell"))])
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["LSTMCell", "GRUCell", "SimpleCell", "OptimizedLSTMCell"])
 def test_nnx_rnn(cell, tmp_path):
     check(nnx.RNN(getattr(nnx, cell)(3, 4, rngs=nnx.Rngs(0))), _seq(), tmp_path)
 
