@@ -46,6 +46,7 @@ import numpy as np
 from ..format.errors import InputError, UnsupportedModelError
 from ..format.graph import GraphBuilder
 from ._nn_common import InputSpec, NetworkInputs, build_network_inputs, network_outputs
+from ._nn_fold import fold_batch_norm
 from .registry import ExportContext, register_converter, register_file_loader
 
 __all__ = ["convert_keras_model", "build_inputs", "native_method", "load_keras_file"]
@@ -1565,6 +1566,7 @@ def convert_keras_model(model: Any, x: NetworkInputs, ctx: ExportContext) -> dic
         x = NetworkInputs([InputSpec(x, "float32", (None, int(_graph_of(model, model.name).inputs[0].shape[-1])))], None)
     inputs = [_Val(spec.name, tuple(spec.shape[1:]), spec.dtype) for spec in x.specs]
     outputs, _ = _walk(_Emitter(ctx.builder), model, inputs, _safe(model.name))
+    fold_batch_norm(ctx.builder, [v.name for v in outputs])
     names: list[str] = []
     for n in getattr(_graph_of(model, model.name), "output_names", None) or []:
         n = _safe(n)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..format.errors import InputError, UnsupportedModelError
 from ._nn_common import NetworkInputs, build_network_inputs, input_count, network_outputs, positional_names
+from ._nn_fold import fold_batch_norm
 from .registry import ExportContext, register_converter
 
 __all__ = ["convert_torch_module", "supported_ops"]
@@ -1033,6 +1034,7 @@ def convert_torch_module(model: Any, x: NetworkInputs, ctx: ExportContext) -> di
     ep = _export(model, examples, list(x), seq_axes)
     conv = _Converter(ep, ctx, x)
     values = conv.run()
+    fold_batch_norm(ctx.builder, values)
     spec = ep.call_spec.out_spec
     names = [str(k) for k in spec.context] if spec is not None and isinstance(spec.context, list) and len(spec.context) == len(values) else None
     outputs = network_outputs(values, names)
