@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
-from ._common import linear
+from ._common import linear, split64
 from .registry import ExportContext, register_converter
 from .sklearn_precomputed import precomputed_kernel_pca
 
@@ -126,23 +126,18 @@ def convert_kernel_pca(model, x: str, ctx: ExportContext) -> dict:
         return {"transform": _centred_projection(ctx, x, mean, ((fit_x - mean).T @ alphas).T, "kpca")}
     _check_kernel_resolution(model, fit_x)
     gamma = model.gamma_ if hasattr(model, "gamma_") else model.gamma
-    product, row_mean = b.node(
-        "KernelProduct",
-        [x, b.tensor("kpca.X_fit", fit_x, np.float32), b.tensor("kpca.alphas", alphas, np.float32)],
-        n_outputs=2,
-        kernel=model.kernel,
-        gamma=float(gamma if gamma is not None else 1.0 / fit_x.shape[1]),
-        coef0=float(model.coef0),
-        degree=_integral(model.degree),
-    )
-    # K_c @ A = K @ A - (k_rows @ A) - (row_mean - k_all) * colsum(A), with KernelCenterer's k_rows, k_all
+    # K_c @ A = K @ A - (k_rows @ A) - (row_mean - k_all) * colsum(A), with KernelCenterer's k_rows, k_all,
+    # all in float64 inside the op: the centred kernel is a small difference of large kernel values
     centerer = model._centerer
     k_rows = np.asarray(centerer.K_fit_rows_, dtype=np.float64)
-    colsum = b.tensor("kpca.alpha_colsum", alphas.sum(axis=0)[None, :], np.float32)
-    k_all = b.tensor("kpca.k_all", np.array([float(centerer.K_fit_all_)]), np.float32)
-    shift = b.op("Sub", b.op("Reshape", row_mean, shape=[1]), k_all)
-    centred = b.op("Sub", product, b.tensor("kpca.row_term", k_rows @ alphas, np.float32))
-    return {"transform": b.op("Sub", centred, b.op("MatMul", shift, colsum))}
+    pair = lambda name, v: b.tensor(f"kpca.{name}", np.stack(split64(v)), np.float32)  # noqa: E731
+    return {"transform": b.op(
+        "KernelCentredProduct", x, b.tensor("kpca.X_fit", fit_x, np.float32), pair("alphas", alphas),
+        pair("row_term", k_rows @ alphas), pair("alpha_colsum", alphas.sum(axis=0)),
+        pair("k_all", np.array(float(centerer.K_fit_all_))),
+        kernel=model.kernel, gamma=float(gamma if gamma is not None else 1.0 / fit_x.shape[1]),
+        coef0=float(model.coef0), degree=_integral(model.degree),
+    )}
 
 
 #: Refuse a KernelPCA whose float32 kernel rounding exceeds this fraction of its centred kernel.
@@ -154,21 +149,21 @@ _RESOLUTION_ROWS = 256
 def _check_kernel_resolution(model, fit_x: np.ndarray) -> None:
     """Refuse a kernel that saturates: its centred values lie below the float32 rounding of the kernel.
 
-    The transform reads only the centred kernel ``K_c``; float32 rounds ``K``
-    by about ``u32 · max|K|``. Where that is over ``_KERNEL_RESOLUTION · max|K_c|``
-    (on training rows) — ``tanh`` of large products, an rbf with a tiny
-    ``gamma`` — float32 keeps nothing of ``K_c`` and every output would be
-    wrong, so the export is refused with the reason.
+    The transform reads only the centred kernel ``K_c``; the op computes in
+    float64, which rounds ``K`` by about ``u64 · max|K|``. Where that is over
+    ``_KERNEL_RESOLUTION · max|K_c|`` (on training rows) — ``tanh`` of large
+    products, which is exactly 1 — nothing of ``K_c`` is left and the export is
+    refused with the reason.
     """
     kernel = model._get_kernel(fit_x[:_RESOLUTION_ROWS], fit_x)
     centred = model._centerer.transform(kernel.copy())
     spread, size = float(np.max(np.abs(centred))), float(np.max(np.abs(kernel)))
-    rounding = float(np.finfo(np.float32).eps) / 2 * size
+    rounding = float(np.finfo(np.float64).eps) / 2 * size
     if not rounding <= _KERNEL_RESOLUTION * spread:
         raise UnsupportedModelError(
             f"KernelPCA(kernel={model.kernel!r}) saturates on its training data: the centred kernel spans "
-            f"{spread:.3g} where float32 rounds kernel values of {size:.3g} by {rounding:.3g}, so a float32 program "
-            "cannot reproduce its transform. Scale the inputs (e.g. StandardScaler) or lower gamma so the kernel "
+            f"{spread:.3g} where float64 rounds kernel values of {size:.3g} by {rounding:.3g}, so its "
+            "transform is float64 rounding noise that no program reproduces. Scale the inputs (e.g. StandardScaler) or lower gamma so the kernel "
             "does not saturate"
         )
 

@@ -289,12 +289,14 @@ def convert_bagging_classifier(model, x: str, ctx: ExportContext) -> dict:
     for est, features in zip(model.estimators_, model.estimators_features_):
         kind = "probabilities" if hasattr(est, "predict_proba") else "label"
         members.append((est, features, kind, _scatter(est.classes_, n_classes, 1.0 / n)))
-    parts = []
-    for kind in ("probabilities", "label"):
-        group = [(e, f, m) for e, f, k, m in members if k == kind]
-        if group:
-            parts.append(_combine(ctx, x, group, kind, model.n_features_in_))
-    out = classifier_from_proba(ctx, _sum(ctx, parts))
+    out = _bagging_log_space(ctx, x, model)
+    if out is None:
+        parts = []
+        for kind in ("probabilities", "label"):
+            group = [(e, f, m) for e, f, k, m in members if k == kind]
+            if group:
+                parts.append(_combine(ctx, x, group, kind, model.n_features_in_))
+        out = classifier_from_proba(ctx, _sum(ctx, parts))
     if hasattr(model, "decision_function"):
         if any(len(e.classes_) != n_classes for e in model.estimators_):
             raise UnsupportedModelError("BaggingClassifier.decision_function with members that saw only some classes")
@@ -304,6 +306,30 @@ def convert_bagging_classifier(model, x: str, ctx: ExportContext) -> dict:
         out["decision"] = b.op("Squeeze", decision, axis=1) if width == 1 else decision
     set_classes(ctx, model.classes_)
     return out
+
+
+def _bagging_log_space(ctx: ExportContext, x: str, model) -> dict | None:
+    """Members with ``predict_log_proba`` and every class: sklearn's log-space mean, else None.
+
+    scikit-learn's ``predict_log_proba`` is then ``logaddexp`` over the members'
+    log-probabilities minus ``log(n_estimators)``, which keeps probabilities
+    near 1 (``log p`` near 0) that ``log(mean p)`` in float32 rounds away.
+    """
+    n_classes = int(model.n_classes_)
+    if not all(hasattr(e, "predict_log_proba") and not _is_tree(e) and len(e.classes_) == n_classes for e in model.estimators_):
+        return None
+    b = ctx.builder
+    probas, logs = [], []
+    for est, features in zip(model.estimators_, model.estimators_features_):
+        member = ctx.convert_member(est, _select_columns(ctx, x, features, model.n_features_in_))
+        if "log_probabilities" not in member or "probabilities" not in member:
+            return None
+        probas.append(b.op("Reshape", member["probabilities"], shape=[n_classes]))
+        logs.append(b.op("Reshape", member["log_probabilities"], shape=[1, n_classes]))
+    n = len(model.estimators_)
+    proba = b.op("Mul", _sum(ctx, probas), _const(ctx, "weight", 1.0 / n))
+    log_mean = b.op("Sub", b.op("LogSumExp", b.op("Concat", *logs, axis=1), axis=1), _const(ctx, "log_n", np.log(n)))
+    return {"probabilities": proba, "label": b.op("ArgMax", proba), "log_probabilities": log_mean}
 
 
 def _output_width(est, n_in: int) -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._common import split64
 from .registry import ExportContext, register_converter
 
 
@@ -67,19 +68,21 @@ def convert_gaussian_mixture(model, x: str, ctx: ExportContext) -> dict:
         + _bayesian_terms(model, n_features)
         + _log_weights(model)
     )
-    maha = b.op(
-        "GaussianMahalanobis",
-        x,
-        b.tensor("mixture.means", means, np.float32),
-        b.tensor("mixture.precisions_cholesky", prec_chol, np.float32),
-        covariance_type=model.covariance_type,
-    )
-    half = b.tensor("mixture.minus_half", np.array([-0.5]), np.float32)
-    weighted = b.op("Add", b.op("Mul", maha, half), b.tensor("mixture.log_const", const, np.float32))
+    (means_hi, means_lo), (prec_hi, prec_lo) = split64(means), split64(prec_chol)
+    params = [
+        b.tensor("mixture.means", means_hi, np.float32),
+        b.tensor("mixture.precisions_cholesky", prec_hi, np.float32),
+        b.tensor("mixture.means_lo", means_lo, np.float32),
+        b.tensor("mixture.precisions_cholesky_lo", prec_lo, np.float32),
+        b.tensor("mixture.log_const", np.stack(split64(const)), np.float32),
+    ]
+    # float64 inside the op, from float64 parameters kept as float32 hi + lo: the constant and the
+    # distances cancel, so the log-densities and their log-sum-exp are taken before rounding
+    weighted = b.op("GaussianMahalanobis", x, *params, covariance_type=model.covariance_type, head="log_density")
     return {
         "label": b.op("ArgMax", weighted),
         "probabilities": b.op("Softmax", weighted),
-        "score_samples": b.op("LogSumExp", weighted, axis=1),
+        "score_samples": b.op("GaussianMahalanobis", x, *params, covariance_type=model.covariance_type, head="log_sum_exp"),
     }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..format.errors import UnsupportedModelError
-from ._common import linear, set_classes
+from ._common import linear, set_classes, split64
 from .registry import ExportContext, register_converter
 from .sklearn_precomputed import precomputed_kernel_sum
 
@@ -41,11 +41,13 @@ def _kernel_sum(model, x: str, ctx: ExportContext, coef: np.ndarray, intercept: 
     if kernel == "linear":
         return linear(ctx, x, coef.T @ sv, intercept, hint="svm")
     b = ctx.builder
-    out = b.op(
-        "KernelExpansion", x, b.tensor("svm.support_vectors", sv, np.float32), b.tensor("svm.coef", coef, np.float32),
+    coef_hi, coef_lo = split64(coef)
+    bias = np.stack(split64(np.broadcast_to(np.asarray(intercept, np.float64), (coef.shape[1],))))
+    return b.op(  # summed in float64 inside the op: kernel sums cancel
+        "KernelExpansion", x, b.tensor("svm.support_vectors", sv, np.float32), b.tensor("svm.coef", coef_hi, np.float32),
+        b.tensor("svm.coef_lo", coef_lo, np.float32), b.tensor("svm.intercept", bias, np.float32),
         kernel=kernel, gamma=float(model._gamma), coef0=float(model.coef0), degree=int(model.degree),
     )
-    return b.op("Add", out, b.tensor("svm.intercept", intercept, np.float32))
 
 
 def _pair_coefficients(dual_coef: np.ndarray, n_support: np.ndarray) -> np.ndarray:

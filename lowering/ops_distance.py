@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ..format.graph import Node
-from .ops_core import AXIS
+from .ops_core import AXIS, float64_scope, joined, wide
 from .registry import Attr, register_rule
 
 #: Upper bound on batch rows × points whose distances are held at once.
@@ -290,32 +290,80 @@ def _kernel_product(node: Node, x, points, coef):
     return prod, rowsum / points.shape[0]
 
 
+@register_rule("KernelCentredProduct", attrs={"kernel": Attr("str", choices=("linear", "poly", "rbf", "sigmoid", "cosine")), **KERNEL_PARAMS})
+def _kernel_centred_product(node: Node, x, points, coef, row_term, colsum, k_all):
+    """``K_c @ coef`` [B, T] for the kernel ``K`` [B, N] between ``x`` and ``points`` [N, F], centred as KernelCenterer.
+
+    ``K_c @ coef = K @ coef - row_term - (mean_j K[:, j] - k_all) * colsum``.
+    Each parameter is a float64 value stored as a float32 ``hi, lo`` pair along
+    a leading axis of 2: ``coef`` [2, N, T], ``row_term`` and ``colsum`` [2, T],
+    ``k_all`` [2]. Computed in float64 inside the op and rounded once: the
+    centred kernel is a small difference of large kernel values (polynomial
+    kernels on unscaled data, saturating sigmoids). Attrs as ``KernelProduct``;
+    ``K`` is built chunk by chunk over ``points``.
+    """
+    a = node.attrs
+    kind, gamma, coef0, degree = a["kernel"], float(a["gamma"]), float(a["coef0"]), a["degree"]
+    batch, dtype = x.shape[0], x.dtype
+    with float64_scope():
+        xw = wide(x)
+        c64, r64, s64, k64 = (joined(t[0], t[1]) for t in (coef, row_term, colsum, k_all))
+
+        def body(carry, valid, offset, y_c, c_c):
+            prod, rowsum = carry
+            k = jnp.where(valid[None, :], _kernel(xw, y_c.astype(jnp.float64), kind, gamma, coef0, degree), 0.0)
+            return prod + jnp.matmul(k, c_c, precision=_HIGHEST), rowsum + jnp.sum(k, axis=1)
+
+        init = (jnp.zeros((batch, c64.shape[1]), jnp.float64), jnp.zeros((batch,), jnp.float64))
+        prod, rowsum = _scan_rows(batch, (points, c64), body, init)
+        shift = rowsum / points.shape[0] - k64
+        return (prod - r64[None, :] - shift[:, None] * s64[None, :]).astype(dtype)
+
+
 # --- Gaussians --------------------------------------------------------------------------
 
 
-@register_rule("GaussianMahalanobis", attrs={"covariance_type": Attr("str", choices=("full", "tied", "diag", "spherical"))})
-def _gaussian_mahalanobis(node: Node, x, means, prec_chol):
+@register_rule("GaussianMahalanobis", attrs={"covariance_type": Attr("str", choices=("full", "tied", "diag", "spherical")),
+                                             "head": Attr("str", "distance", choices=("distance", "log_density", "log_sum_exp"))})
+def _gaussian_mahalanobis(node: Node, x, means, prec_chol, means_lo=None, prec_chol_lo=None, log_const=None):
     """Squared Mahalanobis distances [B, K] of ``x`` to ``means`` [K, F] under Cholesky factors of precisions.
 
     ``covariance_type`` (attr) fixes the layout of ``prec_chol``, as
     scikit-learn's ``precisions_cholesky_``: ``full`` [K, F, F], ``tied``
     [F, F], ``diag`` [K, F], ``spherical`` [K]. The value is
-    ``|(x - mean_k) @ L_k|²``, computed from the centred differences.
+    ``|(x - mean_k) @ L_k|²``, computed from the centred differences in
+    float64 inside the op (rounded once); the optional ``*_lo`` inputs are the
+    float32 remainders of float64 ``means`` / ``prec_chol``. ``head`` (attr):
+    ``distance`` (the distances), ``log_density`` (``log_const - d / 2``, with
+    ``log_const`` [2, K] a float64 per-component constant as a float32 hi, lo
+    pair) or ``log_sum_exp`` (its log-sum-exp over components, [B]): mixture
+    log-densities, whose terms cancel, taken before rounding.
     """
     kind = node.attrs["covariance_type"]
-    diff = x[:, None, :] - means[None, :, :]  # [B, K, F]
-    if kind == "full":
-        y = jnp.einsum("bkf,kfg->bkg", diff, prec_chol, precision=_HIGHEST)
-    elif kind == "tied":
-        y = jnp.einsum("bkf,fg->bkg", diff, prec_chol, precision=_HIGHEST)
-    elif kind == "diag":
-        y = diff * prec_chol[None, :, :]
-    elif kind == "spherical":
-        y = diff * prec_chol[None, :, None]
-    else:
-        raise ValueError(f"node {node.name!r}: unknown covariance_type {kind!r}")
-    return jnp.sum(y * y, axis=2)
-
+    dtype = x.dtype
+    with float64_scope():
+        means = means.astype(jnp.float64) if means_lo is None else joined(means, means_lo)
+        prec_chol = prec_chol.astype(jnp.float64) if prec_chol_lo is None else joined(prec_chol, prec_chol_lo)
+        diff = wide(x)[:, None, :] - means[None, :, :]  # [B, K, F]
+        if kind == "full":
+            y = jnp.einsum("bkf,kfg->bkg", diff, prec_chol, precision=_HIGHEST)
+        elif kind == "tied":
+            y = jnp.einsum("bkf,fg->bkg", diff, prec_chol, precision=_HIGHEST)
+        elif kind == "diag":
+            y = diff * prec_chol[None, :, :]
+        elif kind == "spherical":
+            y = diff * prec_chol[None, :, None]
+        else:
+            raise ValueError(f"node {node.name!r}: unknown covariance_type {kind!r}")
+        d = jnp.sum(y * y, axis=2)
+        head = node.attrs["head"]
+        if head != "distance":
+            if log_const is None:
+                raise ValueError(f"node {node.name!r}: head {head!r} needs the log_const input")
+            d = joined(log_const[0], log_const[1])[None, :] - 0.5 * d
+            if head == "log_sum_exp":
+                d = jax.nn.logsumexp(d, axis=1)
+        return d.astype(dtype)
 
 
 @register_rule("LogSumExp", attrs={"axis": AXIS})

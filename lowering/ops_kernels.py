@@ -11,7 +11,8 @@
 - ``GaussianJointLogLikelihood``, ``CategoricalJointLogLikelihood``: naive
   Bayes joint log-likelihoods.
 
-All compute in float32 with full-precision matrix products.
+``KernelExpansion`` computes in float64 inside the op; the others in float32
+with full-precision matrix products.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..format.graph import Node
-from .ops_core import EXP_OVERFLOW_64
+from .ops_core import EXP_OVERFLOW_64, float64_scope, joined, wide
 from .ops_distance import KERNEL_PARAMS
 from .registry import Attr, register_rule
 
@@ -55,20 +56,33 @@ def _kernel_block(x, xx, sv, kind: str, gamma: float, coef0: float, degree: int)
 
 
 @register_rule("KernelExpansion", attrs={"kernel": Attr("str", choices=("linear", "poly", "rbf", "sigmoid")), **KERNEL_PARAMS})
-def _kernel_expansion(node: Node, x, sv, coef):
-    """``out[b, m] = sum_s K(x[b], sv[s]) * coef[s, m]`` → [B, M].
+def _kernel_expansion(node: Node, x, sv, coef, coef_lo=None, bias=None):
+    """``out[b, m] = sum_s K(x[b], sv[s]) * coef[s, m] (+ bias[m])`` → [B, M].
 
     Attrs: ``kernel`` (``"linear"``: ``x·s``; ``"poly"``: ``(gamma x·s +
     coef0)^degree`` with integer ``degree``; ``"rbf"``: ``exp(-gamma |x-s|²)``;
     ``"sigmoid"``: ``tanh(gamma x·s + coef0)``), ``gamma``, ``coef0``,
-    ``degree``. For ``rbf`` both sides are first centred on the support vectors'
-    mean (distances do not change) so the squared distance, computed as
-    ``|x|² + |s|² - 2 x·s`` and clamped at 0, keeps float32 accuracy.
-    Support vectors are processed in chunks so that each kernel block holds at
-    most ``KERNEL_BLOCK_ELEMENTS`` values.
+    ``degree``. Computed in float64 inside the op and rounded once (kernel sums
+    cancel); optional inputs: ``coef_lo``, the float32 remainder of float64
+    coefficients, and ``bias`` [2, M], a float64 intercept as a float32 hi, lo
+    pair. For ``rbf`` both sides are first centred on the support vectors'
+    mean (distances do not change). Support vectors are processed in chunks so
+    that each kernel block holds at most ``KERNEL_BLOCK_ELEMENTS`` values.
     """
     a = node.attrs
     kind, gamma, coef0, degree = a["kernel"], float(a["gamma"]), float(a["coef0"]), int(a["degree"])
+    dtype = x.dtype
+    with float64_scope():
+        x, sv = wide(x, sv)
+        coef = coef.astype(jnp.float64) if coef_lo is None else joined(coef, coef_lo)
+        out = _expansion(x, sv, coef, kind, gamma, coef0, degree)
+        if bias is not None:
+            out = out + joined(bias[0], bias[1])[None, :]
+        return out.astype(dtype)
+
+
+def _expansion(x, sv, coef, kind: str, gamma: float, coef0: float, degree: int):
+    """The kernel sum of :func:`_kernel_expansion` in the dtype of its arguments, chunked over support vectors."""
     if kind == "rbf":
         center = jnp.mean(sv, axis=0)
         x, sv = x - center, sv - center
