@@ -195,13 +195,21 @@ def _output_entry(model: Any, method: str, aval: Any) -> dict:
 def _specs(model: Any, batch: Any) -> list:
     import jax
 
-    return [jax.ShapeDtypeStruct((batch, *info.shape[1:]), np.dtype(info.dtype)) for info in _required_inputs(model)]
+    return [jax.ShapeDtypeStruct((batch, *info.shape[1:]), jax.dtypes.canonicalize_dtype(np.dtype(info.dtype)))
+            for info in _required_inputs(model)]
 
 
-def _export(model: Any, method: str, batch: Any):
+def _export(model: Any, method: str, batch: Any, signature: dict):
+    """``jax.export`` of ``method`` for ``batch`` rows; the signature's input dtypes become the exported ones.
+
+    (Without ``jax_enable_x64``, an int64 graph input, such as token ids, is taken as int32.)
+    """
     import jax
 
-    return jax.export.export(jax.jit(model.jax_function(method)))(*_specs(model, batch))
+    exported = jax.export.export(jax.jit(model.jax_function(method)))(*_specs(model, batch))
+    for entry, aval in zip(signature["inputs"], exported.in_avals):
+        entry["dtype"] = str(np.dtype(aval.dtype))
+    return exported
 
 
 # --- stablehlo -----------------------------------------------------------------------------------
@@ -210,11 +218,11 @@ def _stablehlo(model: Any, methods: list[str], sizes: list[int], out_dir: str, s
 
     for method in methods:
         try:
-            exported = {"batch": _export(model, method, jax.export.symbolic_shape("batch")[0])}
+            exported = {"batch": _export(model, method, jax.export.symbolic_shape("batch")[0], signature)}
             why = None
         except Exception as exc:  # a program that needs a concrete batch: one artifact per size
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-            exported = {b: _export(model, method, b) for b in sizes}
+            exported = {b: _export(model, method, b, signature) for b in sizes}
         entry = _output_entry(model, method, next(iter(exported.values())).out_avals[0])
         entry["symbolic_batch"] = why is None
         if why is not None:
@@ -244,7 +252,7 @@ def _iree(model: Any, methods: list[str], sizes: list[int], out_dir: str, signat
     for method in methods:
         entry = None
         for b in sizes:
-            exp = _export(model, method, b)
+            exp = _export(model, method, b, signature)
             _refuse_custom_calls(model, exp.mlir_module(), f"{method}_b{b}")
             texts[f"{method}_b{b}"] = exp.mlir_module()
             entry = entry or _output_entry(model, method, exp.out_avals[0])
