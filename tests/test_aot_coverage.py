@@ -6,10 +6,12 @@ runner and is compared with the source framework's own method.
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 from helpers import TOL, assert_close
-from test_aot import _native_score, _padded
+from test_aot import _native_score, _padded, _runner
 
 import mlejax as mle
 from mlejax import aot
@@ -117,3 +119,33 @@ def test_torch_lstm(tmp_path):
     got = _native_score(tmp_path / "out", next(iter(sig["methods"])), X, tmp_path)
     with torch.no_grad():
         assert_close(got, net(torch.from_numpy(X)).numpy(), 1e-4, what="torch lstm")
+
+
+def test_torch_embedding_int64_ids(tmp_path):
+    """int64 token ids: the artifact takes int32 (JAX without x64), and signature.json says so."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(20, 4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, ids):
+            return self.fc(self.embed(ids).mean(1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    ids = rng.integers(0, 20, (BATCH, 5)).astype(np.int64)
+    path = tmp_path / "emb.mle"
+    mle.export_model(net, path, sample_input=ids)
+    sig = _compile_or_named_refusal(path, tmp_path / "out")
+    assert sig["inputs"][0]["dtype"] == "int32"
+    x_path, y_path = tmp_path / "ids.npy", tmp_path / "y.npy"
+    np.save(x_path, ids.astype(np.int32))
+    method = next(iter(sig["methods"]))
+    subprocess.run(["env", "-i", _runner(), f"--module={tmp_path / 'out' / 'model.vmfb'}", f"--function={method}_b{BATCH}",
+                    f"--input=@{x_path}", f"--output=@{y_path}"], cwd=tmp_path, check=True, capture_output=True)
+    with torch.no_grad():
+        assert_close(np.load(y_path), net(torch.from_numpy(ids)).numpy(), TOL, what="torch embedding")
