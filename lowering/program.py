@@ -248,7 +248,7 @@ class Program:
             with self._host_lock:
                 if self._host is None:
                     host = {k: self._tensors[k] for k in _referenced(self.graph, self._tensors)}
-                    host.update(_prepared(self.graph, host))
+                    host.update({k: _aligned(v) for k, v in _prepared(self.graph, host).items()})
                     self._host = _widened(host) if self.float64 else host
         return self._host
 
@@ -521,6 +521,23 @@ def _wide_dtype(dtype: Any) -> np.dtype:
 def _widened(host: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``host`` with float tensors in float64 (copies of the narrower ones; others as they are)."""
     return {k: v if _wide_dtype(v.dtype) == v.dtype else np.asarray(v, np.float64) for k, v in host.items()}
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """``a`` at a 64-byte aligned address (copied if it is not): JAX's CPU client then uses it in place.
+
+    The stored tensors are 64-byte aligned in the file, so their device
+    copies on CPU are the memory map itself; derived tables (``rule.prepare``)
+    are made so too, instead of being held twice (host and device).
+    """
+    a = np.asarray(a)
+    if a.ctypes.data % 64 == 0 or a.nbytes == 0:
+        return a
+    buffer = np.empty(a.nbytes + 64, np.uint8)
+    start = -buffer.ctypes.data % 64
+    out = buffer[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:

@@ -133,3 +133,17 @@ def test_program_of_a_plain_tensor_map_still_runs(logreg, tmp_path):
     prog = Program(m.graph, {k: np.asarray(m._file.tensors[k]) for k in m._file.tensors}, options={"persistent_cache": False})
     out = prog.run(["probabilities"], [np.ascontiguousarray(X[:5_000])])[0]
     assert_close(out, model.predict_proba(X[:5_000]))
+
+
+def test_derived_tables_are_aligned_for_in_place_use(tmp_path):
+    """Prepared (derived) tensors are 64-byte aligned like the mapped ones, so JAX's CPU client can use them in place."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 5)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0).fit(X, y)
+    m = roundtrip(forest, X, tmp_path)
+    assert_close(m.predict_proba(X[:9]), forest.predict_proba(X[:9]))
+    derived = {k: v for k, v in m.program._host_tensors.items() if "/" in k}
+    assert derived and all(v.ctypes.data % 64 == 0 for v in derived.values())
