@@ -56,7 +56,11 @@ def _rule(layout, strides, padding, dilation, groups):
     return jax.jit(lambda *args: get_rule(node)(node, *args))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+#: Variants that repeat a path of the default run in another rank or geometry (run with ``-m slow``).
+_SLOW = {"depthwise_3d", "depthwise_1d", "depthwise_uneven_padding", "small_map_dilated", "pointwise_1d", "grouped_wide", "stem_7x7"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(CASES)])
 def test_conv_formulation_matches_torch(name):
     path, n, c, o, spatial, kernel, stride, padding, dilation, groups, bias = CASES[name]
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
