@@ -303,7 +303,7 @@ def _timm():
         finder = StandIn()
         sys.meta_path.insert(0, finder)
         try:
-            import timm
+            import timm  # noqa: F401  imported with the stand-in on the path
         finally:  # timm keeps what it imported; nothing else in this process sees the stand-in
             sys.meta_path.remove(finder)
             drop_torchvision()
