@@ -662,8 +662,8 @@ def _normalization(e: _Emitter, layer: Any, path: str, x: _Val) -> _Val:
     mean = np.asarray(keras.ops.convert_to_numpy(layer.mean), np.float32)
     variance = np.asarray(keras.ops.convert_to_numpy(layer.variance), np.float32)
     scale = np.maximum(np.sqrt(variance), np.float32(keras.config.epsilon())).astype(np.float32)
-    mean, scale = mean.reshape(mean.shape[-x.ndim + 1:] if mean.ndim >= x.ndim else mean.shape), scale.reshape(
-        scale.shape[-x.ndim + 1:] if scale.ndim >= x.ndim else scale.shape)
+    if mean.ndim == x.ndim:  # Keras keeps them in the input's broadcast shape, batch axis (1) included
+        mean, scale = mean[0], scale[0]
     x = _as_float(e, x)
     if layer.invert:
         return e.same("Add", e.same("Mul", x, e.const(f"{path}/scale", scale)), e.const(f"{path}/mean", mean))
