@@ -329,7 +329,34 @@ def convert_power_transformer(model, x: str, ctx: ExportContext) -> dict:
     )
     if model.standardize:
         y = b.op("Div", y, _f32(ctx, "power.scale", model._scaler.scale_))
-    return {"transform": y}
+    return _with_sources(ctx, x, y, _power_functions(model))
+
+
+def _power_functions(model) -> list:
+    """Per column, scikit-learn's own float64 transform of that column (for trees reading the output).
+
+    Box-Cox is ``scipy.special.boxcox``, Yeo-Johnson ``scipy.stats.yeojohnson``
+    (what scikit-learn calls), then ``(y - mean_) / scale_`` as its internal
+    StandardScaler. Yeo-Johnson is increasing for every lambda, Box-Cox on
+    ``x > 0`` (scikit-learn refuses ``x <= 0``; the value is ``-inf`` there).
+    """
+    from scipy import special, stats
+
+    lam = np.asarray(model.lambdas_, dtype=np.float64)
+    scaler = model._scaler if model.standardize else None
+
+    def fn(v, j):
+        v = np.asarray(v, np.float64)
+        with np.errstate(all="ignore"):
+            if model.method == "box-cox":
+                y = np.where(v > 0, special.boxcox(np.where(v > 0, v, 1.0), lam[j]), -np.inf)
+            else:
+                y = stats.yeojohnson(v, lam[j])
+            if scaler is not None:
+                y = (y - scaler.mean_[j]) / scaler.scale_[j]
+        return y
+
+    return [lambda v, j=j: fn(v, j) for j in range(lam.shape[0])]
 
 
 def _one_hot_identity(ctx: ExportContext, codes: str, sizes: list[int]) -> str:

@@ -265,15 +265,22 @@ def test_standard_scaler_hist_gradient_boosting(tmp_path):
     _check_pipeline(pipe, X, tmp_path)
 
 
-@pytest.mark.parametrize("scaler", ["minmax-clip", "robust", "maxabs", "chain"])
+@pytest.mark.parametrize("scaler", ["minmax-clip", "robust", "maxabs", "chain"] + [
+    pytest.param(k, marks=pytest.mark.slow) for k in ("yeo-johnson", "box-cox")])
 def test_scalers_feeding_sklearn_trees(scaler, tmp_path):
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
+    from sklearn.preprocessing import PowerTransformer
+
     X, y = _scaled_data(nan=0.05 if scaler != "chain" else 0.0)
+    if scaler == "box-cox":
+        X = np.abs(X) + np.float32(1e-3)
     steps = {
+        "yeo-johnson": [PowerTransformer(), RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0)],
+        "box-cox": [PowerTransformer(method="box-cox"), DecisionTreeClassifier(max_depth=8, random_state=0)],
         "minmax-clip": [MinMaxScaler(clip=True), RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0)],
         "robust": [RobustScaler(), DecisionTreeClassifier(random_state=0)],
         "maxabs": [MaxAbsScaler(), RandomForestClassifier(n_estimators=4, random_state=0)],
