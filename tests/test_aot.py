@@ -219,6 +219,23 @@ def test_choose_without_a_batch_size():
     assert choose("auto", layout, None, "cpu") == choose("auto", layout, 4096, "cpu")  # unknown: as a large batch
 
 
+def test_choose_bitvector_for_sparse_trees():
+    """Deep but sparse trees: the bit vectors decide far fewer nodes than the padded perfect tree."""
+    from mlejax.lowering.tree_strategies import PERFECT_WASTE, analyze, choose, perfect_waste
+
+    # depth 4, inner nodes 0, 1, 2, 3, 7 (splits on distinct features), 6 leaves; the perfect tree has 15 nodes
+    left, right = np.array([1, 3, 5, 7, 4, 5, 6, 9, 8, 9, 10]), np.array([2, 4, 6, 8, 4, 5, 6, 10, 8, 9, 10])
+    host = {"left": left, "right": right, "roots": np.array([0]), "feature": np.arange(11),
+            "threshold": np.zeros(11, np.float32), "default_left": np.ones(11, bool), "missing_lo": np.zeros(0),
+            "missing_hi": np.zeros(0), "cat_start": np.zeros(0), "cat_len": np.zeros(0), "cat_bits": np.zeros(0),
+            "cat_other_left": np.zeros(0)}
+    layout = analyze(host, 8)
+    assert layout is not None and layout.depth == 4 and layout.max_inner == 5 and layout.oblivious is None
+    assert perfect_waste(layout) == 15 / 5 > PERFECT_WASTE
+    assert choose("auto", layout, 4096, "cpu") == "bitvector"
+    assert choose("auto", layout, 4096, "gpu") != "bitvector"  # the CPU rule only
+
+
 # --- targets, signature.json, CLI --------------------------------------------------------------------------------
 def test_stablehlo_target_symbolic_artifact(tmp_path):
     import jax
