@@ -6,7 +6,8 @@ depends on the batch is known as ``k*B`` and written as a shape spec. Each jaxpr
 equation is mapped to one IR op (``lowering/ops_nn.py`` / ``ops_core.py``);
 nested jaxprs (``jit``, ``custom_jvp_call``, ``custom_vjp_call``) are inlined,
 and equations whose inputs are all constants are evaluated at export time.
-The module's arrays are closed over by the trace and become stored tensors.
+The module's arrays (an nnx module's state, passed to the trace as arguments;
+a bound linen module's variables, closed over) become stored tensors.
 Control flow is unrolled at export: ``scan`` (``nn.scan``, ``nnx.RNN``) inlines
 its body once per step, ``while_loop`` / ``fori_loop`` likewise when the loop
 condition is a constant at export (a fixed trip count), and ``cond`` /
