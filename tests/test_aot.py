@@ -333,3 +333,17 @@ def test_iree_failure_names_the_graph_op(tmp_path):
     text = aot._iree_failure(model, "iree-cpu", message)
     assert f"cannot compile op {node.op} (node {node.name!r})" in text
     assert "'stablehlo.reshape' op result #0 must be statically shaped" in text
+
+
+def test_catboost_ctr_is_refused(tmp_path):
+    import catboost as cb
+
+    X = np.empty((200, 2), dtype=object)
+    X[:, 0] = rng.standard_normal(200)
+    X[:, 1] = rng.choice(["a", "b", "c"], 200)
+    y = (X[:, 1] == "a").astype(int)
+    model = cb.CatBoostClassifier(iterations=5, depth=2, cat_features=[1], verbose=0, random_seed=0, thread_count=1).fit(X, y)
+    path = tmp_path / "ctr.mle"
+    mle.export_model(model, path, sample_input=X[:50])
+    with pytest.raises(mle.UnsupportedModelError, match="CatBoost categorical hashing and CTR statistics"):
+        aot.compile(path, tmp_path / "o")
