@@ -199,14 +199,16 @@ def _specs(model: Any, batch: Any) -> list:
             for info in _required_inputs(model)]
 
 
-def _export(model: Any, method: str, batch: Any, signature: dict):
-    """``jax.export`` of ``method`` for ``batch`` rows; the signature's input dtypes become the exported ones.
+def _export(model: Any, method: str, batch: Any, signature: dict, platform: str | None = None):
+    """``jax.export`` of ``method`` for ``batch`` rows, lowered for ``platform`` (default: JAX's default backend).
 
-    (Without ``jax_enable_x64``, an int64 graph input, such as token ids, is taken as int32.)
+    The signature's input dtypes become the exported ones (without
+    ``jax_enable_x64``, an int64 graph input, such as token ids, is taken as int32).
     """
     import jax
 
-    exported = jax.export.export(jax.jit(model.jax_function(method)))(*_specs(model, batch))
+    platforms = None if platform is None else [platform]
+    exported = jax.export.export(jax.jit(model.jax_function(method)), platforms=platforms)(*_specs(model, batch))
     for entry, aval in zip(signature["inputs"], exported.in_avals):
         entry["dtype"] = str(np.dtype(aval.dtype))
     return exported
@@ -252,7 +254,7 @@ def _iree(model: Any, methods: list[str], sizes: list[int], out_dir: str, signat
     for method in methods:
         entry = None
         for b in sizes:
-            exp = _export(model, method, b, signature)
+            exp = _export(model, method, b, signature, "cpu" if target == "iree-cpu" else "cuda")
             _refuse_custom_calls(model, exp.mlir_module(), f"{method}_b{b}")
             texts[f"{method}_b{b}"] = exp.mlir_module()
             entry = entry or _output_entry(model, method, exp.out_avals[0])
