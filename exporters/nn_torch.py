@@ -11,6 +11,18 @@ file runs at any batch size. Graph inputs keep the names of ``forward``'s
 arguments; the first output is ``output`` (``predict``), further ones
 ``output:<index or dict key>``.
 
+Variable lengths: ``None`` in ``input_shape`` past the batch axis (e.g.
+``[(None, None), (None, None)]`` for token ids and their attention mask, with
+``sample_input`` giving the traced length) exports those axes symbolic too
+(``Dim.DYNAMIC``). Sizes built from them (``B*L``, ``L-1``) become size
+expressions of the ``Sym*`` ops of ``lowering/ops_nn_index.py``; the graph
+input gets ``None`` there and ``metadata["sequence"]`` records each axis' max
+length (torch.export's inferred range), which axes must be equal, which
+output axes follow a length, and whether zero-padding the lengths is exact
+(checked by running the module on the sample cut to half length, with and
+without padding back). The runtime buckets lengths only where it is
+(``lowering/seq_buckets.py``).
+
 An ATen op without a mapping raises :class:`UnsupportedModelError` naming the
 op and the module path it came from.
 """
