@@ -1,6 +1,6 @@
 """Batch-1 latency: mlejax's ``predict_proba`` on one row against ONNX Runtime and torch, and the XLA floor.
 
-Prints three tables:
+Prints three tables (the floor last):
 
 - the floor: the smallest compiled XLA:CPU program (``x + 1`` on a 1×1
   float32 array) called directly, with and without the result's conversion to
@@ -17,7 +17,7 @@ cache, the compiled program, the result as numpy.
 
 Usage:
     python benchmarks/latency.py                          # rf, xgb, lgbm, cat, et; MLP
-    python benchmarks/latency.py --models rf --calls 5000
+    python benchmarks/latency.py --models rf --calls 5000 --blocked
 """
 
 from __future__ import annotations
@@ -38,8 +38,14 @@ import trees  # noqa: E402
 from _peers import MlejaxPeer, NativePeer, OrtPeer, PeerUnavailable  # noqa: E402
 
 
+#: ``--blocked``: time all calls of one peer, then the next's (each with its working set in cache)
+BLOCKED = False
+
+
 def percentiles_us(fns: list[Callable[[], object]], calls: int) -> list[tuple[float, float]]:
-    """(p50, p99) in µs of each of ``fns``, called in turn ``calls`` times after 50 untimed rounds."""
+    """(p50, p99) in µs of each of ``fns``, called in turn ``calls`` times after 50 untimed rounds (see :data:`BLOCKED`)."""
+    if BLOCKED and len(fns) > 1:
+        return [percentiles_us([fn], calls)[0] for fn in fns]
     times = [np.empty(calls) for _ in fns]
     clock = time.perf_counter
     for i in range(-50, calls):
@@ -141,16 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="rf,xgb,lgbm,cat,et", help=f"comma list of {', '.join(trees.MODELS)} ('' for none)")
     p.add_argument("--calls", type=int, default=3000, help="timed calls per peer")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP against torch")
+    p.add_argument("--blocked", action="store_true",
+                   help="all calls of one peer, then the other's (default: alternate, so each call finds the other's data in cache)")
     args = p.parse_args(argv)
+    global BLOCKED
+    BLOCKED = args.blocked
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
     unknown = [k for k in keys if k not in trees.MODELS]
     if unknown:
         p.error(f"unknown models {unknown}; choose from {', '.join(trees.MODELS)}")
     with tempfile.TemporaryDirectory() as workdir:
-        print(f"Batch 1, one row of 28 float32 features; p50 (p99) of {args.calls} calls each, peers interleaved.\n")
-        print("| floor | p50 | p99 |\n|---|---:|---:|")
-        for name, p50, p99 in floor(args.calls, workdir):
-            print(f"| {name} | {p50:.1f} µs | {p99:.1f} µs |")
+        order = "one peer after the other" if args.blocked else "peers alternating"
+        print(f"Batch 1, one row of 28 float32 features; p50 (p99) of {args.calls} calls each, {order}.\n")
         if keys:
             print("\n| model | mlejax | ONNX Runtime (1 thread) | native | mlejax / ORT |\n|---|---:|---:|---:|---:|")
             for desc, r in trees_table(keys, args.calls, workdir):
@@ -161,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n| network | mlejax | torch (1 thread) | mlejax / torch |\n|---|---:|---:|---:|")
             print(f"| MLP 28-256-128-2 | {ours[0]:.1f} µs (p99 {ours[1]:.1f}) | {theirs[0]:.1f} µs (p99 {theirs[1]:.1f}) "
                   f"| {ours[0] / theirs[0]:.2f}× |")
+        # last: something in it (scikit-learn's fit, its BLAS threads) slows the XLA calls timed after it in this process
+        print()
+        print("| floor | p50 | p99 |\n|---|---:|---:|")
+        for name, p50, p99 in floor(args.calls, workdir):
+            print(f"| {name} | {p50:.1f} µs | {p99:.1f} µs |")
     return 0
 
 
