@@ -121,6 +121,11 @@ class _Converter:
                 return self.run(jaxpr, consts, ins)
             finally:
                 self.outer.pop()
+        if name == "dim_as_value":  # the symbolic batch size used as a number: no constant to fold, no op for it
+            raise UnsupportedModelError(
+                f"the batch size used as a value (from {self.source(eqn)}) is not supported, e.g. x[0] or a mean "
+                "over the batch axis"
+            )
         if all(not isinstance(i, str) for i in ins) and all(_static(v.aval) for v in eqn.outvars):
             out = eqn.primitive.bind(*ins, **eqn.params)  # constant folding, at export time
             return [_constant(o) for o in (out if eqn.primitive.multiple_results else [out])]

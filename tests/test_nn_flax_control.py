@@ -116,3 +116,13 @@ def test_long_loops_are_refused(tmp_path):
     x = np.zeros((1, 5000, 3), np.float32)
     with pytest.raises(UnsupportedModelError, match="more than 4096 steps"):
         mle.export_model(model, tmp_path / "m.mle", sample_input=x)
+
+
+class _BatchIndexed(nnx.Module):
+    def __call__(self, x):
+        return x - x[0]
+
+
+def test_batch_size_as_a_value_is_refused(tmp_path):
+    with pytest.raises(UnsupportedModelError, match="batch size used as a value"):
+        mle.export_model(_BatchIndexed(), tmp_path / "m.mle", sample_input=np.ones((2, 3), np.float32))
