@@ -144,7 +144,7 @@ def test_bagging_logistic_log_proba(tmp_path):
     X, y = _data("cancer")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = BaggingClassifier(LogisticRegression(max_iter=300), n_estimators=4, random_state=0).fit(X, y)
+        model = BaggingClassifier(LogisticRegression(max_iter=100), n_estimators=3, random_state=0).fit(X, y)
     _check(model, X, tmp_path, ["predict_proba", "predict_log_proba"])
 
 
