@@ -32,10 +32,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..format.errors import InputError, MLEFormatError
+from ..format.errors import InputError, MLEFormatError, UnsupportedModelError
 from ..format.graph import Graph
 
-__all__ = ["SequenceSpec", "check_sequence", "pad_lengths", "cut_outputs"]
+__all__ = ["SequenceSpec", "check_sequence", "pad_lengths", "cut_outputs", "refuse_variable_axes"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,13 @@ def cut_outputs(spec: SequenceSpec, outputs: Sequence[str], values: Sequence[np.
                 cut[axis] = slice(0, lengths[(in_name, in_axis)])
         out.append(value[tuple(cut)] if spec.outputs.get(name) else value)
     return out
+
+
+def refuse_variable_axes(graph: Graph, job: str) -> None:
+    """UnsupportedModelError when a graph input has a variable-length axis that ``job`` cannot take (none: return)."""
+    axes = [f"{info.name}[{axis}]" for info in graph.inputs for axis, d in enumerate(info.shape) if axis and d is None]
+    if axes:
+        raise UnsupportedModelError(
+            f"{job} takes inputs of fixed shape past the batch; this model has variable-length axes {axes}. "
+            "Score it with Model.predict (which buckets the lengths), or export it with a fixed input_shape"
+        )

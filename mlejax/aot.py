@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .format.errors import MLEError, UnsupportedModelError
+from .lowering.seq_buckets import refuse_variable_axes
 
 __all__ = ["compile", "main", "TARGETS", "DEFAULT_BATCH_SIZES"]
 
@@ -103,6 +104,7 @@ def compile(  # noqa: A001  (mlejax.compile, as the issue names it)
     if unknown:
         raise ValueError(f"this model has no method {unknown}; it has {sorted(model.methods)}")
     _refuse_host_steps(model)
+    refuse_variable_axes(model.graph, "mle-compile")
     os.makedirs(out_dir, exist_ok=True)
     signature = _signature(model, source_path, target, sizes)
     if target == "stablehlo":

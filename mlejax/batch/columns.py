@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..format.errors import InputError
+from ..lowering.seq_buckets import refuse_variable_axes
 from ..model import Model
 
 __all__ = ["ScoringSpec", "default_method", "output_names"]
@@ -101,6 +102,7 @@ class ScoringSpec:
         ``.npy`` array), else every column in ``numeric`` (default: all) in
         source order, less the ``keep`` columns. Extra columns are ignored.
         """
+        refuse_variable_axes(model.graph, "batch scoring")
         method = method or default_method(model)
         if method not in model.methods:
             raise ValueError(f"this model (exported from {model.source_estimator}) has no {method}(); it has: {', '.join(sorted(model.methods))}")

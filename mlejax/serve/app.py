@@ -47,6 +47,7 @@ from starlette.routing import Route
 from .. import __version__
 from ..format.errors import InputError
 from ..lowering.program import bucket_for
+from ..lowering.seq_buckets import refuse_variable_axes
 from ..model import Model, load_model
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics
@@ -81,6 +82,7 @@ class _Version:
     def warm(self, max_batch_rows: int) -> None:
         """Compile every method for every batch bucket up to ``max_batch_rows``; learn the outputs' datatypes and shapes."""
         model = self.model
+        refuse_variable_axes(model.graph, "mle-serve")
         n_required = len(model.graph.inputs) - len(model.metadata.get("input_defaults") or {})
         inputs = []
         for i, info in enumerate(model.graph.inputs[:n_required]):
