@@ -89,15 +89,14 @@ def _models() -> dict[str, tuple[Callable, tuple[int, ...]]]:
             return x * self.f(x)
 
     class MB(nn.Module):
-        """Inverted residual: expand 1x1, depthwise kxk, optional SE, project 1x1."""
+        """Inverted residual: expand 1x1 to ``mid``, depthwise kxk, squeeze-excite to ``se`` channels (0: none), project 1x1."""
 
-        def __init__(self, cin, cout, k, s, expand, act, se=0.0, gate=nn.Sigmoid):
+        def __init__(self, cin, mid, cout, k, s, act, se=0, gate=nn.Sigmoid, se_act=nn.ReLU):
             super().__init__()
-            mid = cin * expand if isinstance(expand, int) else expand
             parts = [] if mid == cin else [cbr(cin, mid, 1, act=act)]
             parts += [cbr(mid, mid, k, s, groups=mid, act=act)]
             if se:
-                parts.append(SE(mid, max(8, int(cin * se) if gate is nn.Sigmoid else int(mid * se)), gate, act if gate is nn.Sigmoid else nn.ReLU))
+                parts.append(SE(mid, se, gate, se_act))
             parts.append(cbr(mid, cout, 1, act=None))
             self.body = nn.Sequential(*parts)
             self.res = s == 1 and cin == cout
@@ -111,7 +110,7 @@ def _models() -> dict[str, tuple[Callable, tuple[int, ...]]]:
         layers, cin = [cbr(3, 32, 3, 2, act=nn.ReLU6)], 32
         for t, c, n, s in cfg:
             for i in range(n):
-                layers.append(MB(cin, c, 3, s if i == 0 else 1, t, nn.ReLU6))
+                layers.append(MB(cin, cin * t, c, 3, s if i == 0 else 1, nn.ReLU6))
                 cin = c
         layers += [cbr(cin, 1280, 1, act=nn.ReLU6), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
         return nn.Sequential(*layers)
@@ -123,7 +122,7 @@ def _models() -> dict[str, tuple[Callable, tuple[int, ...]]]:
                (5, 288, 96, True, hs, 2), (5, 576, 96, True, hs, 1), (5, 576, 96, True, hs, 1)]
         layers, cin = [cbr(3, 16, 3, 2, act=hs)], 16
         for k, mid, cout, se, act, s in cfg:
-            layers.append(MB(cin, cout, k, s, mid, act, 0.25 if se else 0.0, nn.Hardsigmoid))
+            layers.append(MB(cin, mid, cout, k, s, act, max(8, (mid // 4 + 4) // 8 * 8) if se else 0, nn.Hardsigmoid))
             cin = cout
         layers += [cbr(cin, 576, 1, act=hs), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(576, 1024), hs(), nn.Linear(1024, 1000)]
         return nn.Sequential(*layers)
@@ -133,7 +132,7 @@ def _models() -> dict[str, tuple[Callable, tuple[int, ...]]]:
         layers, cin = [cbr(3, 32, 3, 2, act=nn.SiLU)], 32
         for t, k, s, c, n in cfg:
             for i in range(n):
-                layers.append(MB(cin, c, k, s if i == 0 else 1, t, nn.SiLU, 0.25))
+                layers.append(MB(cin, cin * t, c, k, s if i == 0 else 1, nn.SiLU, max(1, cin // 4), nn.Sigmoid, nn.SiLU))
                 cin = c
         layers += [cbr(cin, 1280, 1, act=nn.SiLU), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
         return nn.Sequential(*layers)
