@@ -46,6 +46,8 @@ Op table (all version 1)
 Convolution and pooling
   Conv(x, w, [b]) attrs strides[k], padding[[lo,hi]]*k, dilation[k], groups, layout.
       Cross-correlation as torch ``convNd``/Keras ``ConvND``. Bias [O].
+      Depthwise/few-channel, small-map and 1x1 shapes are lowered without
+      ``lax.conv`` (``conv_paths.py``: chosen from the static shapes).
       Keras DepthwiseConv2D: weight [kh,kw,C,M] -> reshape to [kh,kw,1,C*M], groups=C.
       SeparableConv2D = depthwise Conv then 1x1 Conv.
   ConvTranspose(x, w, [b]) attrs strides, padding[[lo,hi]], output_padding[k],
