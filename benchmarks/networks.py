@@ -38,8 +38,6 @@ from typing import Callable
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm: compile, caches
