@@ -26,6 +26,8 @@ __all__ = ["enabled", "bar", "Quiet"]
 
 #: Seconds a bar waits before it is drawn: work finished sooner shows nothing.
 DELAY = 0.5
+#: Seconds between two redraws (tqdm's ``mininterval``).
+MIN_INTERVAL = 0.1
 
 
 def enabled(progress: bool | None = None, stream: TextIO | None = None) -> bool:
@@ -103,4 +105,5 @@ def bar(
         return Quiet(iterable, total=total)
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=stream, leave=False, delay=DELAY if delay is None else delay, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=stream, leave=False, delay=DELAY if delay is None else delay,
+                mininterval=MIN_INTERVAL, dynamic_ncols=True)

@@ -80,6 +80,8 @@ def test_export_and_benchmark_draw_on_a_terminal_only(tmp_path, monkeypatch, cap
     tty = _Stream(tty=True)
     monkeypatch.setattr(progress.sys, "stderr", tty)
     monkeypatch.setattr(progress, "DELAY", 0.0)
+    monkeypatch.setattr(progress, "MIN_INTERVAL", 0.0)  # draw every step, however fast the machine
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that the description is not cut
     mle.export_model(model, tmp_path / "a.mle", sample_input=X)
     drawn = tty.getvalue()
     assert "export: check predict" in drawn and "4/4" in drawn  # convert, write, one method checked, write again
