@@ -30,10 +30,15 @@ from .sklearn_precomputed import precomputed_kernel_pca
 
 
 def _centred_projection(ctx: ExportContext, x: str, mean, weight: np.ndarray, hint: str) -> str:
-    """``(x - mean) @ weight.T`` (no centring when ``mean`` is None); ``weight`` is [K, F]."""
-    if mean is not None:
-        x = ctx.builder.op("Sub", x, ctx.builder.tensor(f"{hint}.mean", mean, np.float32))
-    return linear(ctx, x, weight, np.zeros(weight.shape[0]), hint=hint)
+    """``(x - mean) @ weight.T`` (no centring when ``mean`` is None); ``weight`` is [K, F].
+
+    The centring is folded into a float64 bias, ``x @ weight.T - mean @ weight.T``,
+    so the whole projection is one float64 op rounded once, as scikit-learn's
+    float64 transform is before a tree model rounds it to float32.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    bias = np.zeros(weight.shape[0]) if mean is None else -(weight @ np.asarray(mean, dtype=np.float64))
+    return linear(ctx, x, weight, bias, hint=hint)
 
 
 def convert_pca(model, x: str, ctx: ExportContext) -> dict:

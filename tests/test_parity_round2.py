@@ -424,3 +424,34 @@ def test_tree_edge_rows(kind, tmp_path):
     m = roundtrip(model, X, tmp_path)
     assert_same_labels(m.predict(rows).reshape(-1), model.predict(rows.astype(np.float64)).reshape(-1), what="predict")
     assert_close(m.predict_proba(rows), model.predict_proba(rows.astype(np.float64)), what="predict_proba")
+
+
+def test_pca_feeding_a_tree_rounds_scikit_learns_float64_projection(tmp_path):
+    """Rows moved onto every split threshold of the tree, in PCA space: the float64 projection decides their side.
+
+    scikit-learn projects float64 rows in float64 and the tree rounds the
+    result to float32; a float32 centring before the projection sends some of
+    these rows the other way (2 of 2008 did, before the centring was folded
+    into a float64 bias).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float64)
+    pipe = make_pipeline(PCA(n_components=20, random_state=0), DecisionTreeRegressor(random_state=0)).fit(X, y)
+    pca, tree = pipe[0], pipe[-1].tree_
+    rows = []
+    for i, (f, t) in enumerate(zip(tree.feature, tree.threshold)):
+        if f >= 0:
+            x = X[i % len(X)]
+            z = (x - pca.mean_) @ pca.components_[f]
+            rows.append(x + (t - z) * pca.components_[f])
+    R = np.concatenate([X, np.asarray(rows, dtype=np.float32).astype(np.float64)])  # float32-exact inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mle.export_model(pipe, tmp_path / "pca_tree.mle", sample_input=X[:100])
+    ours = mle.load_model(tmp_path / "pca_tree.mle").predict(R)
+    np.testing.assert_array_equal(ours, pipe.predict(R))
