@@ -413,6 +413,9 @@ def convert_voting_classifier(model, x: str, ctx: ExportContext) -> dict:
         out = {"probabilities": total, "label": b.op("ArgMax", total)}
         if model.flatten_transform:
             out["transform"] = b.op("Concat", *probas, axis=1)
+        else:  # scikit-learn's [members, rows, classes]: computed rows first, the rows moved to axis 1 on the host
+            out["transform"] = b.op("Concat", *[b.op("Reshape", p, shape=[1, n_classes]) for p in probas], axis=1)
+            ctx.options["batch_axis"] = {"transform": 1}
     else:
         labels = [_member_value(ctx, e, x, "label", 1) for e in model.estimators_]
         codes = [

@@ -242,7 +242,7 @@ def _export(model: Any, path: str | os.PathLike, steps: Any, *, sample_input: An
         "lineage": capture_lineage(model, training_data=training_data, parent=parent),
         "input_checks": input_checks(model, n_features),
     }
-    for key in ("host_encoding", "input_defaults", "iterations", "sequence"):  # what the runtime interprets (format/, lowering/seq_buckets.py)
+    for key in ("host_encoding", "input_defaults", "iterations", "sequence", "batch_axis"):  # what the runtime interprets (format/, lowering/seq_buckets.py)
         if ctx.options.get(key) is not None:
             meta[key] = ctx.options[key]
     if policy is not None:

@@ -175,6 +175,8 @@ class Model:
         self.metadata: dict = mfile.metadata
         self.graph: Graph = Graph.from_dict(mfile.graph, set(mfile.tensors))
         self.methods: dict[str, str] = _check_methods(self.metadata, self.graph)
+        #: outputs a method returns with the rows on another axis than the first (``metadata.batch_axis``)
+        self._batch_axis = _check_batch_axis(self.metadata, self.graph)
         # None unless columns are encoded on the host (string categories, CatBoost hashes and CTRs)
         self._host = HostEncoder.from_metadata(self.metadata, mfile.tensors)
         self.classes_ = _decode_classes(self.metadata.get("classes"))
@@ -388,10 +390,15 @@ class Model:
                     and x.shape[0] and x.flags.c_contiguous):  # what _prepare_all would pass on unchanged
                 if self._checks is not None:
                     self._checks.check_values(x, finite=self.check_finite)
-                return self._to_host(output, self.program.run([output], [x])[0])
+                return self._rows_axis(output, self._to_host(output, self.program.run([output], [x])[0]))
         named, span = self._options.parse(method, [output], options, leaf=leaf) if options else ({}, None)
         arrays = self._prepare_all(inputs, named, options.get(CHECK_FINITE, self.check_finite), options.get(BY_POSITION, False))
-        return self._to_host(output, self._program(span).run([output], arrays)[0])
+        return self._rows_axis(output, self._to_host(output, self._program(span).run([output], arrays)[0]))
+
+    def _rows_axis(self, output: str, value: np.ndarray) -> np.ndarray:
+        """``value`` (rows first, as every program computes) with its rows moved where the source method has them."""
+        axis = self._batch_axis.get(output)
+        return value if axis is None else np.moveaxis(value, 0, axis)
 
     def _program(self, span: tuple[int, int] | None) -> Program:
         """The program for a tree range (``None``: the stored graph's), built once per range."""
@@ -504,6 +511,18 @@ def _check_methods(metadata: dict, graph: Graph) -> dict[str, str]:
         if method not in METHOD_OUTPUTS or output not in METHOD_OUTPUTS[method] or output not in graph.outputs:
             raise MLEFormatError(f"metadata.methods: {method!r} -> {output!r} does not name a known method and graph output")
     return dict(methods)
+
+
+def _check_batch_axis(metadata: dict, graph: Graph) -> dict[str, int]:
+    """``metadata.batch_axis``: graph output -> the axis its method returns the rows on (absent: the first)."""
+    spec = metadata.get("batch_axis")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict) or not all(
+        name in graph.outputs and type(axis) is int and 1 <= axis <= 7 for name, axis in spec.items()
+    ):
+        raise MLEFormatError("metadata.batch_axis: expected a map of graph output name to an axis in 1..7")
+    return dict(spec)
 
 
 def _decode_classes(spec: Any) -> np.ndarray | None:

@@ -285,6 +285,9 @@ def _rewrite(tmp_path, model, X, edit):
     ("iterations", "edit:open_end", "iterations.open_end"),
     ("iterations", "edit:nodes", "iterations.nodes"),
     ("iterations", "edit:indptr", "trees"),
+    ("batch_axis", {"nope": 1}, "batch_axis"),
+    ("batch_axis", {"probabilities": 0}, "batch_axis"),
+    ("batch_axis", {"probabilities": True}, "batch_axis"),
 ])
 def test_malformed_metadata_is_a_format_error(key, value, match, tmp_path):
     model, X = _classifier(3)
