@@ -38,15 +38,12 @@ from typing import Callable
 
 import numpy as np
 
+from _timing import median_ms  # benchmarks/ is the script directory
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+
+def _warm_median_ms(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm: compile, caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_ms(fn, repeats)
 
 
 # --- models ---------------------------------------------------------------------------------------------
@@ -234,10 +231,10 @@ def bench(name: str, model, shape: tuple[int, ...], repeats: int, batch: int) ->
             ref1, refb = model(t1).numpy(), model(tb).numpy()
             err = max(float(np.abs(loaded.predict(x) - r).max() / np.abs(r).max()) for x, r in ((x1, ref1), (xb, refb)))
             times = {
-                "torch_1": _median_ms(lambda: model(t1), repeats),
-                "mle_1": _median_ms(lambda: loaded.predict(x1), repeats),
-                "torch_b": _median_ms(lambda: model(tb), repeats),
-                "mle_b": _median_ms(lambda: loaded.predict(xb), repeats),
+                "torch_1": _warm_median_ms(lambda: model(t1), repeats),
+                "mle_1": _warm_median_ms(lambda: loaded.predict(x1), repeats),
+                "torch_b": _warm_median_ms(lambda: model(tb), repeats),
+                "mle_b": _warm_median_ms(lambda: loaded.predict(xb), repeats),
             }
     return {"model": name, "input": "x".join(map(str, shape)), "export_s": export_s, "size_mb": size_mb, "err": err, **times}
 
