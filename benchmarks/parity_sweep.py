@@ -241,7 +241,8 @@ def check(model, X: np.ndarray, tmp: str) -> tuple[str, str]:
 
 
 def _is_classifier(model) -> bool:
-    return hasattr(model, "classes_") or getattr(model, "_estimator_type", "") == "classifier"
+    kind = getattr(model, "_estimator_type", None)  # CatBoostRegressor has a classes_ attribute too
+    return kind == "classifier" if kind is not None else hasattr(model, "classes_")
 
 
 def _has_apply(model) -> bool:
