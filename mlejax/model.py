@@ -369,13 +369,14 @@ class Model:
                                       leaf=name == "leaf_index")
         graph, params, opts = self._options.graph_for(span), self.program.params, self._options
         infos = graph.inputs
+        lowering = {"tree_strategy": self.program.options.get("tree_strategy", "auto")}  # as load_model(tree_strategy=) asked
 
         def f(*inputs):
             if not opts.n_required <= len(inputs) <= len(infos):
                 raise TypeError(f"{f.__name__} takes {opts.n_required} to {len(infos)} inputs {[i.name for i in infos]}, got {len(inputs)}")
             rows = inputs[0].shape[0]
             full = [*inputs, *(opts.default(info.name, rows, jnp) for info in infos[len(inputs) :])]
-            return evaluate(graph, params, full, [name])[0]
+            return evaluate(graph, params, full, [name], lowering)[0]
 
         f.__name__ = f"mlejax_{name}"
         return f

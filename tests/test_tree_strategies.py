@@ -275,3 +275,21 @@ def test_fused_steps_match_traversal_exactly(tmp_path, monkeypatch, lib, n_trees
             continue
         assert s == "perfect"  # deeper than PERFECT_MAX_DEPTH: fell back
     np.testing.assert_allclose(trav.predict_proba(X), model.predict_proba(X), rtol=1e-5, atol=1e-5)
+
+
+def test_jax_function_follows_load_model_tree_strategy(tmp_path):
+    """``load_model(tree_strategy=...)`` reaches ``jax_function`` too: each strategy traces its own program, same values."""
+    import jax
+
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y = _data()
+    rf = RandomForestRegressor(n_estimators=4, max_depth=3, random_state=0).fit(X, y)
+    path = tmp_path / "rf.mle"
+    mlejax.export_model(rf, path, sample_input=X[:64])
+    programs = {}
+    for strategy in ("traversal", "bitvector"):
+        f = mlejax.load_model(path, tree_strategy=strategy).jax_function("predict")
+        np.testing.assert_allclose(np.asarray(f(X)).reshape(-1), rf.predict(X), rtol=1e-5, atol=1e-5)
+        programs[strategy] = str(jax.make_jaxpr(f)(X))
+    assert programs["traversal"] != programs["bitvector"]
